@@ -1,0 +1,322 @@
+/**
+ * Streaming frame decoder: feed it whatever chunks TCP delivers, get every
+ * complete frame, in order.
+ *
+ * @module
+ */
+
+import { readField } from "./_header_fields.ts";
+import { DecoderFailedError, FrameTooLargeError, IncompleteFrameError } from "./errors.ts";
+import { FrameLayout, type FrameLayoutOptions } from "./frame_layout.ts";
+
+/** One decoded frame. */
+export interface Frame {
+  /** Message id (0 for length-only layouts). */
+  readonly id: number;
+  /** Body bytes. See {@link FrameDecoder} for how long a body view stays valid. */
+  readonly body: Uint8Array;
+}
+
+/**
+ * Called once per decoded frame, in stream order.
+ *
+ * @param id Message id.
+ * @param body Body bytes (a view; see {@link FrameDecoder} for its lifetime).
+ */
+export type FrameCallback = (id: number, body: Uint8Array) => void;
+
+/**
+ * Bodies larger than this are not allocated whole from the header alone: the
+ * buffer starts at this size and doubles as bytes arrive, so a peer cannot make
+ * the decoder reserve a huge body it never sends. Only reachable with 4-byte
+ * length fields.
+ */
+const EAGER_BODY_LIMIT = 1024 * 1024;
+
+const HEAD = 0;
+const BODY = 1;
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * A two-state machine (`Head`, `Body(remaining)`) that turns a byte stream into
+ * frames. It reassembles across any split (down to one byte per chunk) and emits
+ * every complete frame of a chunk, in order.
+ *
+ * ```text
+ *  chunks:  [03 e9 00 02 68]  [69 00 07 00 00 00 07]
+ *  frames:  (1001, "hi")                (7, "")  (7, ...waits for its header)
+ * ```
+ *
+ * **Body lifetime.** When a frame lies wholly inside one chunk, its body is a
+ * view (`subarray`) of that chunk, not a copy. It stays valid as long as the
+ * chunk's bytes are not overwritten: if you reuse or mutate the buffer you
+ * passed in (a pooled read buffer, say), copy any body you keep beyond that
+ * point with `body.slice()`. A frame that spans chunks is copied once into a
+ * buffer of its own, sized from its header, which nothing else references.
+ *
+ * **Cost.** Bytes of a frame split across chunks are copied once into that
+ * frame's buffer; nothing is re-concatenated per chunk, so feeding a 64 KiB body
+ * one byte at a time is linear work. `bytesCopied` counts it. (Bodies over
+ * 1 MiB, possible only with 4-byte lengths, grow by doubling instead of being
+ * reserved whole from an untrusted header: at most two copies per byte.)
+ *
+ * **Failure.** A header announcing more than `maxBody` throws
+ * {@link FrameTooLargeError} before any body byte is buffered, after the frames
+ * before it have been emitted. A frame callback that throws propagates its
+ * error. Either way the decoder is then failed: further input throws
+ * {@link DecoderFailedError}.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameDecoder } from "./mod.ts";
+ * const decoder = new FrameDecoder();
+ * const bytes = encodeFrame(1001, new TextEncoder().encode("hi"));
+ * decoder.push(bytes.subarray(0, 3)); // [] (only part of a header)
+ * decoder.push(bytes.subarray(3));    // [{ id: 1001, body: Uint8Array(2) [104, 105] }]
+ * ```
+ */
+export class FrameDecoder {
+  /** The layout being decoded. */
+  readonly layout: FrameLayout;
+
+  readonly #idBytes: number;
+  readonly #lengthBytes: number;
+  readonly #littleEndian: boolean;
+  readonly #headerSize: number;
+  readonly #maxBody: number;
+
+  #state: typeof HEAD | typeof BODY = HEAD;
+  /** Header bytes of a header split across chunks. */
+  readonly #head: Uint8Array;
+  #headFill = 0;
+  /** Id and length of the frame whose body is being collected. */
+  #id = 0;
+  #bodyLength = 0;
+  #body: Uint8Array = EMPTY;
+  #bodyFill = 0;
+
+  #copied = 0;
+  #decoding = false;
+  #failure: unknown = undefined;
+  #failed = false;
+  /** An error `push` caught after collecting frames; thrown on the next call. */
+  #deferred: unknown = undefined;
+  #hasDeferred = false;
+
+  /**
+   * @param layout A layout or layout options; defaults to the tlvkit wire format.
+   * @throws {RangeError} When a layout option is out of range.
+   */
+  constructor(layout?: FrameLayoutOptions | FrameLayout) {
+    this.layout = FrameLayout.from(layout);
+    this.#idBytes = this.layout.idBytes;
+    this.#lengthBytes = this.layout.lengthBytes;
+    this.#littleEndian = this.layout.littleEndian;
+    this.#headerSize = this.layout.headerSize;
+    this.#maxBody = this.layout.maxBody;
+    this.#head = new Uint8Array(this.#headerSize);
+  }
+
+  /** Bytes of an incomplete frame held by the decoder (header included). */
+  get bufferedBytes(): number {
+    return this.#state === HEAD ? this.#headFill : this.#headerSize + this.#bodyFill;
+  }
+
+  /** `true` while a frame has started but not completed (for frame timeouts). */
+  get inFrame(): boolean {
+    return this.#state === BODY || this.#headFill > 0;
+  }
+
+  /** Total bytes copied into the decoder's own buffers since it was created. */
+  get bytesCopied(): number {
+    return this.#copied;
+  }
+
+  /** `true` once the decoder has failed and refuses input. */
+  get failed(): boolean {
+    return this.#failed;
+  }
+
+  /**
+   * Feed one chunk; `onFrame` is called for every frame it completes, in order,
+   * before `decode` returns. Allocates nothing per frame that lies wholly in the
+   * chunk. This is the fast path; {@link FrameDecoder.push} wraps it.
+   *
+   * @param chunk Bytes as read from the stream (any size, including 0).
+   * @param onFrame Called with each frame's id and body.
+   * @throws {FrameTooLargeError} When a header announces more than `maxBody`.
+   * @throws {DecoderFailedError} When the decoder failed earlier.
+   * @example
+   * ```ts
+   * import { FrameDecoder } from "./mod.ts";
+   * const decoder = new FrameDecoder();
+   * decoder.decode(new Uint8Array([0, 7, 0, 1, 0x61]), (id, body) => console.log(id, body.length)); // 7 1
+   * ```
+   */
+  decode(chunk: Uint8Array, onFrame: FrameCallback): void {
+    this.#enter();
+    try {
+      this.#decode(chunk, onFrame);
+    } catch (error) {
+      this.#failed = true;
+      this.#failure = error;
+      throw error;
+    } finally {
+      this.#decoding = false;
+    }
+  }
+
+  /**
+   * Feed one chunk and get the frames it completes. If the chunk completes some
+   * frames and then hits a bad header, those frames are returned and the error
+   * is thrown by the next call.
+   *
+   * @param chunk Bytes as read from the stream.
+   * @returns The completed frames, in order (often empty).
+   * @throws {FrameTooLargeError} When a header announces more than `maxBody`.
+   * @throws {DecoderFailedError} When the decoder failed earlier.
+   * @example
+   * ```ts
+   * import { FrameDecoder } from "./mod.ts";
+   * const frames = new FrameDecoder().push(new Uint8Array([0, 1, 0, 0, 0, 2, 0, 0]));
+   * console.log(frames.map((f) => f.id)); // [1, 2]
+   * ```
+   */
+  push(chunk: Uint8Array): Frame[] {
+    const frames: Frame[] = [];
+    try {
+      this.decode(chunk, (id, body) => {
+        frames.push({ id, body });
+      });
+    } catch (error) {
+      if (frames.length === 0) throw error;
+      this.#deferred = error;
+      this.#hasDeferred = true;
+    }
+    return frames;
+  }
+
+  /**
+   * Declare the end of the stream. Throws when bytes of an incomplete frame
+   * remain: they are never dropped silently.
+   *
+   * @throws {IncompleteFrameError} When the stream ended mid-frame.
+   * @throws {DecoderFailedError} When the decoder failed earlier.
+   * @example
+   * ```ts
+   * import { FrameDecoder } from "./mod.ts";
+   * const decoder = new FrameDecoder();
+   * decoder.push(new Uint8Array([0, 1, 0, 0]));
+   * decoder.finish(); // fine: the stream ended on a frame boundary
+   * ```
+   */
+  finish(): void {
+    this.#enter();
+    this.#decoding = false;
+    if (!this.inFrame) return;
+    const error = this.#state === HEAD
+      ? new IncompleteFrameError(this.#headFill, undefined)
+      : new IncompleteFrameError(this.#headerSize + this.#bodyFill, this.#headerSize + this.#bodyLength);
+    this.#failed = true;
+    this.#failure = error;
+    throw error;
+  }
+
+  #enter(): void {
+    if (this.#hasDeferred) {
+      const error = this.#deferred;
+      this.#hasDeferred = false;
+      this.#deferred = undefined;
+      throw error;
+    }
+    if (this.#failed) throw new DecoderFailedError(this.#failure);
+    if (this.#decoding) {
+      throw new Error("Cannot decode: called from inside a frame callback of the same decoder");
+    }
+    this.#decoding = true;
+  }
+
+  #decode(chunk: Uint8Array, onFrame: FrameCallback): void {
+    const headerSize = this.#headerSize;
+    const idBytes = this.#idBytes;
+    const lengthBytes = this.#lengthBytes;
+    const little = this.#littleEndian;
+    const end = chunk.length;
+    let pos = 0;
+
+    while (pos < end) {
+      if (this.#state === BODY) {
+        // Body(remaining): copy what this chunk holds of it.
+        const take = Math.min(this.#bodyLength - this.#bodyFill, end - pos);
+        this.#append(chunk, pos, take);
+        pos += take;
+        if (this.#bodyFill < this.#bodyLength) return;
+        const body = this.#body;
+        this.#body = EMPTY;
+        this.#state = HEAD;
+        onFrame(this.#id, body);
+        continue;
+      }
+
+      // Head.
+      let id: number;
+      let length: number;
+      if (this.#headFill === 0 && end - pos >= headerSize) {
+        // Whole header inside the chunk: read it in place.
+        id = readField(chunk, pos, idBytes, little);
+        length = readField(chunk, pos + idBytes, lengthBytes, little);
+        if (length > this.#maxBody) throw new FrameTooLargeError(length, this.#maxBody);
+        pos += headerSize;
+        if (end - pos >= length) {
+          // Whole frame inside the chunk: hand out a view, copy nothing.
+          const body = chunk.subarray(pos, pos + length);
+          pos += length;
+          onFrame(id, body);
+          continue;
+        }
+      } else {
+        // Header split across chunks: collect it in the small header buffer.
+        const take = Math.min(headerSize - this.#headFill, end - pos);
+        this.#head.set(chunk.subarray(pos, pos + take), this.#headFill);
+        this.#copied += take;
+        this.#headFill += take;
+        pos += take;
+        if (this.#headFill < headerSize) return;
+        this.#headFill = 0;
+        id = readField(this.#head, 0, idBytes, little);
+        length = readField(this.#head, idBytes, lengthBytes, little);
+        if (length > this.#maxBody) throw new FrameTooLargeError(length, this.#maxBody);
+        if (length === 0) {
+          onFrame(id, new Uint8Array(0));
+          continue;
+        }
+      }
+
+      // The body continues past this chunk: reserve its buffer from the header.
+      this.#id = id;
+      this.#bodyLength = length;
+      this.#bodyFill = 0;
+      this.#body = new Uint8Array(length <= EAGER_BODY_LIMIT ? length : EAGER_BODY_LIMIT);
+      this.#state = BODY;
+    }
+  }
+
+  /** Copy `count` bytes of `chunk` from `pos` onto the body being collected. */
+  #append(chunk: Uint8Array, pos: number, count: number): void {
+    const needed = this.#bodyFill + count;
+    if (needed > this.#body.length) {
+      // Only for bodies over EAGER_BODY_LIMIT: grow by doubling, up to the announced length.
+      let size = this.#body.length * 2;
+      while (size < needed) size *= 2;
+      const grown = new Uint8Array(Math.min(size, this.#bodyLength));
+      grown.set(this.#body.subarray(0, this.#bodyFill));
+      this.#copied += this.#bodyFill;
+      this.#body = grown;
+    }
+    if (count === 1) this.#body[this.#bodyFill] = chunk[pos]!;
+    else this.#body.set(chunk.subarray(pos, pos + count), this.#bodyFill);
+    this.#bodyFill = needed;
+    this.#copied += count;
+  }
+}

@@ -1,0 +1,284 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  DecoderFailedError,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  FrameEncoder,
+  FrameTooLargeError,
+  IncompleteFrameError,
+} from "../mod.ts";
+import { fromHex, toHex } from "./_hex.ts";
+
+const utf8 = new TextEncoder();
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+function describeFrames(frames: readonly Frame[]): string[] {
+  return frames.map((f) => `${f.id}:${toHex(f.body)}`);
+}
+
+/** Feed `chunks` one by one and collect every frame, bodies copied out. */
+function decodeChunks(decoder: FrameDecoder, chunks: Uint8Array[]): string[] {
+  const out: string[] = [];
+  for (const chunk of chunks) {
+    decoder.decode(chunk, (id, body) => out.push(`${id}:${toHex(body)}`));
+  }
+  return out;
+}
+
+const STREAM = concat(
+  encodeFrame(1001, utf8.encode("hi")),
+  encodeFrame(0, new Uint8Array(0)),
+  encodeFrame(65535, utf8.encode("xyz")),
+);
+const STREAM_FRAMES = ["1001:68 69", "0:", "65535:78 79 7a"];
+
+describe("FrameDecoder", () => {
+  it("decodes id 1001 and body hi from 03 e9 00 02 68 69", () => {
+    const frames = new FrameDecoder().push(fromHex("03 e9 00 02 68 69"));
+    assert.deepEqual(describeFrames(frames), ["1001:68 69"]);
+  });
+
+  it("reassembles a header split 1+3", () => {
+    const decoder = new FrameDecoder();
+    assert.deepEqual(decoder.push(fromHex("03")), []);
+    assert.equal(decoder.bufferedBytes, 1);
+    assert.deepEqual(describeFrames(decoder.push(fromHex("e9 00 00"))), ["1001:"]);
+    assert.equal(decoder.bufferedBytes, 0);
+  });
+
+  it("reassembles every two-cut split of a three-frame stream", () => {
+    for (let a = 0; a <= STREAM.length; a++) {
+      for (let b = a; b <= STREAM.length; b++) {
+        const chunks = [STREAM.subarray(0, a), STREAM.subarray(a, b), STREAM.subarray(b)];
+        assert.deepEqual(decodeChunks(new FrameDecoder(), chunks), STREAM_FRAMES, `cuts at ${a} and ${b}`);
+      }
+    }
+  });
+
+  it("reassembles a stream fed one byte per chunk", () => {
+    const chunks = Array.from(STREAM, (byte) => Uint8Array.of(byte));
+    assert.deepEqual(decodeChunks(new FrameDecoder(), chunks), STREAM_FRAMES);
+  });
+
+  it("emits every complete frame of a chunk in order and keeps the partial tail", () => {
+    const tail = encodeFrame(42, utf8.encode("tail"));
+    const decoder = new FrameDecoder();
+    const frames = decoder.push(concat(STREAM, tail.subarray(0, 6)));
+    assert.deepEqual(describeFrames(frames), STREAM_FRAMES);
+    assert.equal(decoder.inFrame, true);
+    assert.equal(decoder.bufferedBytes, 6);
+    assert.deepEqual(describeFrames(decoder.push(tail.subarray(6))), ["42:74 61 69 6c"]);
+    assert.equal(decoder.inFrame, false);
+  });
+
+  it("accepts empty chunks without changing state", () => {
+    const decoder = new FrameDecoder();
+    assert.deepEqual(decoder.push(new Uint8Array(0)), []);
+    decoder.push(fromHex("00 01"));
+    assert.deepEqual(decoder.push(new Uint8Array(0)), []);
+    assert.equal(decoder.bufferedBytes, 2);
+  });
+
+  it("hands out a frame lying wholly in one chunk as a view of that chunk, copying nothing", () => {
+    const chunk = concat(STREAM);
+    const decoder = new FrameDecoder();
+    const frames = decoder.push(chunk);
+    assert.equal(frames.length, 3);
+    for (const frame of frames) assert.equal(frame.body.buffer, chunk.buffer);
+    assert.equal(frames[0]!.body.byteOffset, 4);
+    assert.equal(decoder.bytesCopied, 0);
+    // The documented lifetime rule: overwriting the chunk changes the view.
+    chunk[4] = 0x48;
+    assert.equal(toHex(frames[0]!.body), "48 69");
+  });
+
+  it("gives a frame split across chunks a buffer of its own, sized from its header", () => {
+    const wire = encodeFrame(5, utf8.encode("hello"));
+    const first = wire.slice(0, 6);
+    const second = wire.slice(6);
+    const decoder = new FrameDecoder();
+    decoder.push(first);
+    const [frame] = decoder.push(second);
+    assert.ok(frame);
+    assert.equal(frame.body.buffer.byteLength, 5);
+    first.fill(0);
+    second.fill(0);
+    assert.equal(toHex(frame.body), toHex(utf8.encode("hello")));
+  });
+
+  it("decodes zero-length bodies whole, with a split header, and in length-only frames", () => {
+    assert.deepEqual(describeFrames(new FrameDecoder().push(fromHex("00 07 00 00 00 08 00 00"))), ["7:", "8:"]);
+    const decoder = new FrameDecoder();
+    assert.deepEqual(decoder.push(fromHex("00 07 00")), []);
+    assert.deepEqual(describeFrames(decoder.push(fromHex("00"))), ["7:"]);
+    assert.deepEqual(describeFrames(new FrameDecoder({ idBytes: 0 }).push(fromHex("00 00 00 00"))), ["0:", "0:"]);
+  });
+
+  it("decodes ids 0 and 65535", () => {
+    const frames = new FrameDecoder().push(fromHex("00 00 00 01 aa ff ff 00 01 bb"));
+    assert.deepEqual(describeFrames(frames), ["0:aa", "65535:bb"]);
+  });
+
+  describe("maxBody", () => {
+    it("accepts a body of exactly maxBody bytes", () => {
+      const decoder = new FrameDecoder({ maxBody: 10 });
+      const frames = decoder.push(encodeFrame(1, new Uint8Array(10).fill(1)));
+      assert.equal(frames.length, 1);
+      assert.equal(frames[0]!.body.length, 10);
+    });
+
+    it("throws FrameTooLargeError for maxBody + 1 before buffering any body byte", () => {
+      const decoder = new FrameDecoder({ maxBody: 10 });
+      const wire = concat(fromHex("00 01 00 0b"), new Uint8Array(11));
+      assert.throws(() => decoder.decode(wire, () => assert.fail("no frame expected")), (error: unknown) => {
+        assert.ok(error instanceof FrameTooLargeError);
+        assert.equal(error.name, "FrameTooLargeError");
+        assert.equal(error.length, 11);
+        assert.equal(error.limit, 10);
+        assert.equal(error.message, "Cannot accept frame: announced length 11 exceeds limit 10");
+        return true;
+      });
+      assert.equal(decoder.bytesCopied, 0);
+      assert.equal(decoder.failed, true);
+    });
+
+    it("throws on a split header before buffering any body byte", () => {
+      const decoder = new FrameDecoder({ maxBody: 10 });
+      decoder.push(fromHex("00 01 00"));
+      assert.throws(() => decoder.push(fromHex("0b 00 00 00")), FrameTooLargeError);
+      assert.equal(decoder.bytesCopied, 4, "only the header was copied");
+    });
+
+    it("rejects 65536 bytes announced in a 4-byte length field by default-2-byte-limit peers", () => {
+      const decoder = new FrameDecoder({ lengthBytes: 4, maxBody: 65535 });
+      assert.throws(() => decoder.push(fromHex("00 01 00 01 00 00")), { name: "FrameTooLargeError", message: /65536 exceeds limit 65535/ });
+    });
+
+    it("caps 4-byte lengths at 64 MiB by default", () => {
+      const decoder = new FrameDecoder({ lengthBytes: 4 });
+      assert.throws(() => decoder.push(fromHex("00 01 04 00 00 01")), { name: "FrameTooLargeError", message: /67108865 exceeds limit 67108864/ });
+    });
+
+    it("emits the frames before the offending header, then throws", () => {
+      const decoder = new FrameDecoder({ maxBody: 4 });
+      const seen: string[] = [];
+      const wire = concat(encodeFrame(1, utf8.encode("ok")), fromHex("00 02 00 05"));
+      assert.throws(() => decoder.decode(wire, (id, body) => seen.push(`${id}:${toHex(body)}`)), FrameTooLargeError);
+      assert.deepEqual(seen, ["1:6f 6b"]);
+    });
+
+    it("push returns the frames before the offending header and throws on the next call", () => {
+      const decoder = new FrameDecoder({ maxBody: 4 });
+      const wire = concat(encodeFrame(1, utf8.encode("ok")), fromHex("00 02 00 05"));
+      assert.deepEqual(describeFrames(decoder.push(wire)), ["1:6f 6b"]);
+      assert.throws(() => decoder.push(new Uint8Array(0)), FrameTooLargeError);
+      assert.throws(() => decoder.push(new Uint8Array(0)), DecoderFailedError);
+    });
+
+    it("refuses further input after a failure, naming the cause", () => {
+      const decoder = new FrameDecoder({ maxBody: 0 });
+      assert.throws(() => decoder.push(fromHex("00 01 00 01")), FrameTooLargeError);
+      assert.throws(() => decoder.push(fromHex("00")), (error: unknown) => {
+        assert.ok(error instanceof DecoderFailedError);
+        assert.match(error.message, /^Cannot decode: decoder failed earlier \(Cannot accept frame: announced length 1 exceeds limit 0\)/);
+        assert.ok(error.cause instanceof FrameTooLargeError);
+        return true;
+      });
+      assert.throws(() => decoder.finish(), DecoderFailedError);
+    });
+  });
+
+  describe("finish", () => {
+    it("succeeds on a frame boundary", () => {
+      const decoder = new FrameDecoder();
+      decoder.push(STREAM);
+      decoder.finish();
+    });
+
+    it("reports leftover header bytes instead of dropping them", () => {
+      const decoder = new FrameDecoder();
+      decoder.push(fromHex("03 e9 00"));
+      assert.throws(() => decoder.finish(), (error: unknown) => {
+        assert.ok(error instanceof IncompleteFrameError);
+        assert.equal(error.received, 3);
+        assert.equal(error.expected, undefined);
+        assert.equal(error.message, "Cannot finish stream: 3 bytes remain of an incomplete frame header");
+        return true;
+      });
+    });
+
+    it("reports a body cut short with the bytes received and expected", () => {
+      const decoder = new FrameDecoder();
+      decoder.push(fromHex("00 01 00 03 61"));
+      assert.throws(() => decoder.finish(), { name: "IncompleteFrameError", received: 5, expected: 7 });
+    });
+  });
+
+  it("propagates an error thrown by the frame callback and then refuses input", () => {
+    const decoder = new FrameDecoder();
+    const boom = new Error("boom");
+    assert.throws(() => decoder.decode(STREAM, () => {
+      throw boom;
+    }), boom);
+    assert.throws(() => decoder.push(STREAM), DecoderFailedError);
+  });
+
+  it("refuses to be fed from inside its own frame callback", () => {
+    const decoder = new FrameDecoder();
+    assert.throws(() => decoder.decode(STREAM, () => decoder.push(STREAM)), /inside a frame callback/);
+  });
+
+  describe("copy cost", () => {
+    it("copies a 64 KiB body fed one byte at a time exactly once (linear, not quadratic)", () => {
+      const body = new Uint8Array(65535);
+      for (let i = 0; i < body.length; i++) body[i] = i * 7;
+      const wire = encodeFrame(3, body);
+      const decoder = new FrameDecoder();
+      let got: Uint8Array | undefined;
+      for (let i = 0; i < wire.length; i++) {
+        decoder.decode(wire.subarray(i, i + 1), (_id, b) => {
+          got = b;
+        });
+      }
+      assert.ok(got);
+      assert.equal(decoder.bytesCopied, wire.length, "each byte of the frame copied once, header included");
+      assert.deepEqual(got, body);
+    });
+
+    it("copies only the bytes of frames that straddle 1460-byte chunks", () => {
+      const encoder = new FrameEncoder();
+      const frames = Array.from({ length: 200 }, (_, i) => encoder.encode(i, new Uint8Array(100 + (i % 50))));
+      const wire = concat(...frames);
+      const decoder = new FrameDecoder();
+      let count = 0;
+      for (let i = 0; i < wire.length; i += 1460) decoder.decode(wire.subarray(i, i + 1460), () => count++);
+      assert.equal(count, 200);
+      const straddling = Math.ceil(wire.length / 1460) - 1;
+      assert.ok(decoder.bytesCopied <= straddling * 154, `copied ${decoder.bytesCopied} bytes for ${straddling} cuts`);
+      assert.ok(decoder.bytesCopied < wire.length / 5);
+    });
+
+    it("copies a 3 MiB body at most twice per byte while growing it from an untrusted header", () => {
+      const body = new Uint8Array(3 * 1024 * 1024).fill(9);
+      const wire = encodeFrame(1, body, { lengthBytes: 4 });
+      const decoder = new FrameDecoder({ lengthBytes: 4 });
+      const got: Uint8Array[] = [];
+      for (let i = 0; i < wire.length; i += 65536) decoder.decode(wire.subarray(i, i + 65536), (_id, b) => got.push(b));
+      assert.equal(got.length, 1);
+      assert.equal(got[0]!.length, body.length);
+      assert.ok(got[0]!.every((b) => b === 9));
+      assert.ok(decoder.bytesCopied <= 2 * wire.length, `copied ${decoder.bytesCopied} of ${wire.length}`);
+    });
+  });
+});
