@@ -33,6 +33,29 @@ export type FrameCallback = (id: number, body: Uint8Array) => void;
  */
 const EAGER_BODY_LIMIT = 1024 * 1024;
 
+/**
+ * Bodies up to this size that span chunks are carved out of a shared slab
+ * instead of getting an `ArrayBuffer` each: one small off-heap allocation per
+ * straddling frame costs more than decoding the frame (V8 and JSC alike).
+ * Slab space is handed out once and never rewritten, so a body stays valid for
+ * as long as it is referenced; a kept body keeps its 64 KiB slab alive.
+ */
+const SLAB_MAX_BODY = 4096;
+const SLAB_SIZE = 64 * 1024;
+let slab = new Uint8Array(0);
+let slabOffset = 0;
+
+/** A fresh, zero-filled region of `length` bytes (≤ SLAB_MAX_BODY) that nothing else uses. */
+function slabRegion(length: number): Uint8Array {
+  if (slabOffset + length > slab.length) {
+    slab = new Uint8Array(SLAB_SIZE);
+    slabOffset = 0;
+  }
+  const region = slab.subarray(slabOffset, slabOffset + length);
+  slabOffset += (length + 7) & ~7;
+  return region;
+}
+
 const HEAD = 0;
 const BODY = 1;
 
@@ -52,8 +75,9 @@ const EMPTY = new Uint8Array(0);
  * view (`subarray`) of that chunk, not a copy. It stays valid as long as the
  * chunk's bytes are not overwritten: if you reuse or mutate the buffer you
  * passed in (a pooled read buffer, say), copy any body you keep beyond that
- * point with `body.slice()`. A frame that spans chunks is copied once into a
- * buffer of its own, sized from its header, which nothing else references.
+ * point with `body.slice()`. A frame that spans chunks is copied once into
+ * memory of its own, sized from its header, that the decoder never rewrites
+ * (small bodies share a slab with other bodies, as Node's `Buffer` pool does).
  *
  * **Cost.** Bytes of a frame split across chunks are copied once into that
  * frame's buffer; nothing is re-concatenated per chunk, so feeding a 64 KiB body
@@ -297,7 +321,9 @@ export class FrameDecoder {
       this.#id = id;
       this.#bodyLength = length;
       this.#bodyFill = 0;
-      this.#body = new Uint8Array(length <= EAGER_BODY_LIMIT ? length : EAGER_BODY_LIMIT);
+      this.#body = length <= SLAB_MAX_BODY
+        ? slabRegion(length)
+        : new Uint8Array(length <= EAGER_BODY_LIMIT ? length : EAGER_BODY_LIMIT);
       this.#state = BODY;
     }
   }

@@ -103,7 +103,7 @@ describe("FrameDecoder", () => {
     assert.equal(toHex(frames[0]!.body), "48 69");
   });
 
-  it("gives a frame split across chunks a buffer of its own, sized from its header", () => {
+  it("gives a frame split across chunks memory of its own that later chunks never touch", () => {
     const wire = encodeFrame(5, utf8.encode("hello"));
     const first = wire.slice(0, 6);
     const second = wire.slice(6);
@@ -111,7 +111,15 @@ describe("FrameDecoder", () => {
     decoder.push(first);
     const [frame] = decoder.push(second);
     assert.ok(frame);
-    assert.equal(frame.body.buffer.byteLength, 5);
+    assert.equal(frame.body.length, 5);
+    assert.notEqual(frame.body.buffer, first.buffer);
+    assert.notEqual(frame.body.buffer, second.buffer);
+    // Later split frames must not overwrite this body.
+    for (let i = 0; i < 100; i++) {
+      const other = encodeFrame(6, new Uint8Array(300).fill(i));
+      decoder.push(other.subarray(0, 10));
+      decoder.push(other.subarray(10));
+    }
     first.fill(0);
     second.fill(0);
     assert.equal(toHex(frame.body), toHex(utf8.encode("hello")));
