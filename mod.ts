@@ -13,7 +13,7 @@
  *
  * @example
  * ```ts
- * import { encodeFrame, FrameDecoder } from "./mod.ts";
+ * import { encodeFrame, FrameDecoder } from "@tlvkit/tlvkit";
  * const decoder = new FrameDecoder();
  * const wire = encodeFrame(1001, new TextEncoder().encode("hi"));
  * for (const frame of decoder.push(wire)) {

@@ -12,7 +12,7 @@
  *
  * @example
  * ```ts
- * import { FrameDecoder, FrameTooLargeError } from "./mod.ts";
+ * import { FrameDecoder, FrameTooLargeError } from "@tlvkit/tlvkit";
  * const decoder = new FrameDecoder({ maxBody: 4 });
  * try {
  *   decoder.push(new Uint8Array([0, 1, 0, 5]));
@@ -51,7 +51,7 @@ export class FrameTooLargeError extends Error {
  *
  * @example
  * ```ts
- * import { FrameDecoder, IncompleteFrameError } from "./mod.ts";
+ * import { FrameDecoder, IncompleteFrameError } from "@tlvkit/tlvkit";
  * const decoder = new FrameDecoder();
  * decoder.push(new Uint8Array([0, 1, 0, 3, 0x61]));
  * try {
@@ -89,7 +89,7 @@ export class IncompleteFrameError extends Error {
  *
  * @example
  * ```ts
- * import { DecoderFailedError, FrameDecoder } from "./mod.ts";
+ * import { DecoderFailedError, FrameDecoder } from "@tlvkit/tlvkit";
  * const decoder = new FrameDecoder({ maxBody: 0 });
  * try {
  *   decoder.push(new Uint8Array([0, 1, 0, 1])); // throws FrameTooLargeError

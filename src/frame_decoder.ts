@@ -93,7 +93,7 @@ const EMPTY = new Uint8Array(0);
  *
  * @example
  * ```ts
- * import { encodeFrame, FrameDecoder } from "./mod.ts";
+ * import { encodeFrame, FrameDecoder } from "@tlvkit/tlvkit";
  * const decoder = new FrameDecoder();
  * const bytes = encodeFrame(1001, new TextEncoder().encode("hi"));
  * decoder.push(bytes.subarray(0, 3)); // [] (only part of a header)
@@ -173,7 +173,7 @@ export class FrameDecoder {
    * @throws {DecoderFailedError} When the decoder failed earlier.
    * @example
    * ```ts
-   * import { FrameDecoder } from "./mod.ts";
+   * import { FrameDecoder } from "@tlvkit/tlvkit";
    * const decoder = new FrameDecoder();
    * decoder.decode(new Uint8Array([0, 7, 0, 1, 0x61]), (id, body) => console.log(id, body.length)); // 7 1
    * ```
@@ -202,7 +202,7 @@ export class FrameDecoder {
    * @throws {DecoderFailedError} When the decoder failed earlier.
    * @example
    * ```ts
-   * import { FrameDecoder } from "./mod.ts";
+   * import { FrameDecoder } from "@tlvkit/tlvkit";
    * const frames = new FrameDecoder().push(new Uint8Array([0, 1, 0, 0, 0, 2, 0, 0]));
    * console.log(frames.map((f) => f.id)); // [1, 2]
    * ```
@@ -229,7 +229,7 @@ export class FrameDecoder {
    * @throws {DecoderFailedError} When the decoder failed earlier.
    * @example
    * ```ts
-   * import { FrameDecoder } from "./mod.ts";
+   * import { FrameDecoder } from "@tlvkit/tlvkit";
    * const decoder = new FrameDecoder();
    * decoder.push(new Uint8Array([0, 1, 0, 0]));
    * decoder.finish(); // fine: the stream ended on a frame boundary

@@ -23,7 +23,7 @@ import { FrameLayout, type FrameLayoutOptions } from "./frame_layout.ts";
  *
  * @example
  * ```ts
- * import { FrameEncoder } from "./mod.ts";
+ * import { FrameEncoder } from "@tlvkit/tlvkit";
  * const encoder = new FrameEncoder();
  * const frame = encoder.encode(1001, new TextEncoder().encode("hi"));
  * console.log(frame); // Uint8Array(6) [ 3, 233, 0, 2, 104, 105 ]
@@ -60,7 +60,7 @@ export class FrameEncoder {
    * @returns Header size plus body length.
    * @example
    * ```ts
-   * import { FrameEncoder } from "./mod.ts";
+   * import { FrameEncoder } from "@tlvkit/tlvkit";
    * new FrameEncoder().frameSize(10); // 14
    * ```
    */
@@ -78,7 +78,7 @@ export class FrameEncoder {
    * @throws {FrameTooLargeError} When the body is longer than `maxBody`.
    * @example
    * ```ts
-   * import { FrameEncoder } from "./mod.ts";
+   * import { FrameEncoder } from "@tlvkit/tlvkit";
    * new FrameEncoder({ byteOrder: "little" }).encode(1001, new Uint8Array([0x68, 0x69]));
    * // Uint8Array(6) [ 233, 3, 2, 0, 104, 105 ]
    * ```
@@ -102,7 +102,7 @@ export class FrameEncoder {
    * @throws {FrameTooLargeError} When the body is longer than `maxBody`.
    * @example
    * ```ts
-   * import { FrameEncoder } from "./mod.ts";
+   * import { FrameEncoder } from "@tlvkit/tlvkit";
    * const encoder = new FrameEncoder();
    * const out = new Uint8Array(encoder.frameSize(1) + encoder.frameSize(0));
    * let offset = encoder.encodeInto(out, 0, 7, new Uint8Array([0x61]));
@@ -154,7 +154,7 @@ export class FrameEncoder {
  * @returns The frame.
  * @example
  * ```ts
- * import { encodeFrame } from "./mod.ts";
+ * import { encodeFrame } from "@tlvkit/tlvkit";
  * encodeFrame(1001, new TextEncoder().encode("hi")); // 03 e9 00 02 68 69
  * ```
  */
@@ -174,7 +174,7 @@ export function encodeFrame(id: number, body: Uint8Array, layout?: FrameLayoutOp
  * @returns The offset just past the frame.
  * @example
  * ```ts
- * import { encodeFrameInto } from "./mod.ts";
+ * import { encodeFrameInto } from "@tlvkit/tlvkit";
  * const out = new Uint8Array(10);
  * encodeFrameInto(out, 4, 7, new Uint8Array([0x61])); // 9
  * ```

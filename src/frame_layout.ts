@@ -57,7 +57,7 @@ export type ByteOrder = "big" | "little";
  *
  * @example
  * ```ts
- * import { FrameDecoder } from "./mod.ts";
+ * import { FrameDecoder } from "@tlvkit/tlvkit";
  * // length-only frames, 4-byte little-endian lengths, bodies up to 1 MiB
  * const decoder = new FrameDecoder({ idBytes: 0, lengthBytes: 4, byteOrder: "little", maxBody: 1 << 20 });
  * ```
@@ -109,7 +109,7 @@ function describe(value: unknown): string {
  *
  * @example
  * ```ts
- * import { FrameLayout } from "./mod.ts";
+ * import { FrameLayout } from "@tlvkit/tlvkit";
  * const layout = new FrameLayout({ lengthBytes: 4 });
  * console.log(layout.headerSize, layout.maxBody); // 6 67108864
  * ```
@@ -179,7 +179,7 @@ export class FrameLayout {
    * @returns A validated layout.
    * @example
    * ```ts
-   * import { FrameLayout } from "./mod.ts";
+   * import { FrameLayout } from "@tlvkit/tlvkit";
    * FrameLayout.from() === FrameLayout.DEFAULT; // true
    * ```
    */
@@ -196,7 +196,7 @@ export class FrameLayout {
    * @returns Header size plus body size.
    * @example
    * ```ts
-   * import { FrameLayout } from "./mod.ts";
+   * import { FrameLayout } from "@tlvkit/tlvkit";
    * FrameLayout.DEFAULT.frameSize(2); // 6
    * ```
    */
