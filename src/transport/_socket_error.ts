@@ -1,0 +1,83 @@
+/**
+ * One way to describe socket failures across runtimes: an `Error` with a
+ * system `code` and a message naming what failed and where. Pure; shared by the
+ * adapters.
+ *
+ * @module
+ */
+
+const DESCRIPTIONS: Record<string, string> = {
+  EADDRINUSE: "address already in use",
+  EADDRNOTAVAIL: "address not available on this machine",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset by peer",
+  ETIMEDOUT: "connection timed out",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host lookup failed",
+  EMFILE: "too many open files",
+  ENFILE: "too many open files in the system",
+  EPIPE: "broken pipe",
+};
+
+/** An error from a socket operation, with the system code when known. */
+export interface SocketError extends Error {
+  /** System error code (`ECONNREFUSED`, `EADDRINUSE`, ...), when known. */
+  code?: string;
+}
+
+/** `host:port`, with an IPv6 host in brackets. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * Build the error reported for a failed socket operation.
+ *
+ * @param action What was attempted, e.g. `"listen on"` or `"connect to"`.
+ * @param host Host of the attempt.
+ * @param port Port of the attempt.
+ * @param code System error code, when known.
+ * @param cause The runtime's own error.
+ */
+export function socketError(action: string, host: string, port: number, code: string | undefined, cause: unknown): SocketError {
+  const detail = code !== undefined && DESCRIPTIONS[code] !== undefined
+    ? `${DESCRIPTIONS[code]} (${code})`
+    : cause instanceof Error ? cause.message : String(cause);
+  const error: SocketError = new Error(`Cannot ${action} ${formatHostPort(host, port)}: ${detail}`, { cause });
+  error.name = "SocketError";
+  if (code !== undefined) error.code = code;
+  return error;
+}
+
+/** The system code of an error thrown by a runtime, when it has one. */
+export function errorCode(error: unknown): string | undefined {
+  if (typeof error !== "object" || error === null) return undefined;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && code !== "") return code;
+  // Deno throws classes named after the condition.
+  const name = (error as { name?: unknown }).name;
+  switch (name) {
+    case "AddrInUse":
+      return "EADDRINUSE";
+    case "AddrNotAvailable":
+      return "EADDRNOTAVAIL";
+    case "ConnectionRefused":
+      return "ECONNREFUSED";
+    case "ConnectionReset":
+      return "ECONNRESET";
+    case "BrokenPipe":
+      return "EPIPE";
+    case "PermissionDenied":
+      return "EACCES";
+    case "NotCapable":
+      return "EPERM";
+    case "TimedOut":
+      return "ETIMEDOUT";
+    default:
+      return undefined;
+  }
+}

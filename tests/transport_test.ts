@@ -1,0 +1,285 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
+import type { Connection, ConnectionHandlers, Listener, Transport } from "../src/transport/types.ts";
+import { deferred, sleep, until, within } from "./_async.ts";
+
+const HOST = "127.0.0.1";
+
+/** Records every event a connection delivers. */
+class Recorder implements ConnectionHandlers {
+  chunks: Uint8Array[] = [];
+  bytes = 0;
+  ended = false;
+  drains = 0;
+  closes = 0;
+  closeError: (Error & { code?: string }) | undefined;
+  eventsAfterClose = 0;
+  readonly closed = deferred();
+  readonly gotEnd = deferred();
+
+  onData(chunk: Uint8Array): void {
+    if (this.closes > 0) this.eventsAfterClose++;
+    this.chunks.push(chunk);
+    this.bytes += chunk.length;
+  }
+  onEnd(): void {
+    if (this.closes > 0) this.eventsAfterClose++;
+    this.ended = true;
+    this.gotEnd.resolve();
+  }
+  onDrain(): void {
+    if (this.closes > 0) this.eventsAfterClose++;
+    this.drains++;
+  }
+  onClose(error?: Error & { code?: string }): void {
+    this.closes++;
+    this.closeError = error;
+    this.closed.resolve();
+  }
+  joined(): Uint8Array {
+    const out = new Uint8Array(this.bytes);
+    let offset = 0;
+    for (const chunk of this.chunks) {
+      out.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return out;
+  }
+}
+
+function pattern(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed;
+  for (let i = 0; i < length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+describe(`transport adapter for ${detectRuntime()}`, () => {
+  let transport: Transport;
+  let listener: Listener;
+  const accepted: Array<{ connection: Connection; recorder: Recorder }> = [];
+  const open: Connection[] = [];
+  let nextAccept = deferred<{ connection: Connection; recorder: Recorder }>();
+
+  before(async () => {
+    transport = await loadTransport();
+    listener = await transport.listen({ host: HOST, port: 0 }, (connection) => {
+      const recorder = new Recorder();
+      connection.start(recorder);
+      const entry = { connection, recorder };
+      accepted.push(entry);
+      open.push(connection);
+      nextAccept.resolve(entry);
+    });
+  });
+
+  after(async () => {
+    for (const connection of open) connection.abort();
+    await listener.close();
+  });
+
+  async function pair(): Promise<{ client: Connection; clientRec: Recorder; server: Connection; serverRec: Recorder }> {
+    nextAccept = deferred();
+    const client = await within(transport.connect({ host: HOST, port: listener.address.port }), 5000, "connect");
+    open.push(client);
+    const clientRec = new Recorder();
+    client.start(clientRec);
+    const { connection: server, recorder: serverRec } = await within(nextAccept.promise, 5000, "accept");
+    return { client, clientRec, server, serverRec };
+  }
+
+  it("reports its runtime and binds the real port when asked for port 0", () => {
+    assert.equal(transport.runtime, detectRuntime());
+    assert.equal(listener.address.host, HOST);
+    assert.ok(listener.address.port > 0);
+  });
+
+  it("carries bytes both ways and reports addresses", async () => {
+    const { client, clientRec, server, serverRec } = await pair();
+    assert.equal(client.remote.port, listener.address.port);
+    assert.equal(server.remote.port, client.local.port);
+    assert.equal(server.remote.host, HOST);
+    client.write(new TextEncoder().encode("ping"));
+    await until(() => serverRec.bytes === 4, 5000, "server to receive ping");
+    server.write(new TextEncoder().encode("pong!"));
+    await until(() => clientRec.bytes === 5, 5000, "client to receive pong");
+    assert.equal(new TextDecoder().decode(clientRec.joined()), "pong!");
+    client.abort();
+    // The peer's close arrives as end (FIN); this side stays open until it ends too.
+    await within(serverRec.gotEnd.promise, 5000, "server side to see end");
+    assert.equal(serverRec.closes, 0);
+    server.end();
+    await within(serverRec.closed.promise, 5000, "server side to close");
+  });
+
+  it("delivers 8 MiB written at once to a slow reader intact, signalling backpressure and drain", async () => {
+    const { client, server, serverRec } = await pair();
+    server.pause();
+    const data = pattern(8 * 1024 * 1024, 7);
+    // Writes are handed over in pieces so that the adapter's own backlog shows.
+    let sawFalse = false;
+    for (let offset = 0; offset < data.length; offset += 1024 * 1024) {
+      if (!client.write(data.slice(offset, offset + 1024 * 1024))) sawFalse = true;
+    }
+    assert.ok(sawFalse, "write returned false while the peer was not reading");
+    assert.ok(client.backlog > 0, "the adapter reports a backlog");
+    await sleep(50);
+    server.resume();
+    await until(() => serverRec.bytes === data.length, 20000, "all 8 MiB to arrive");
+    assert.deepEqual(serverRec.joined(), data);
+    client.abort();
+    server.abort();
+    await within(serverRec.closed.promise, 5000, "close");
+  });
+
+  it("never reuses a received chunk: chunks kept without copying still hold what arrived", async () => {
+    const { client, server, serverRec } = await pair();
+    const data = pattern(2 * 1024 * 1024, 11);
+    for (let offset = 0; offset < data.length; offset += 4096) client.write(data.slice(offset, offset + 4096));
+    await until(() => serverRec.bytes === data.length, 20000, "all bytes");
+    assert.ok(serverRec.chunks.length > 1, "arrived in several chunks");
+    assert.deepEqual(serverRec.joined(), data);
+    server.abort();
+    client.abort();
+  });
+
+  it("half-closes: the peer sees end, can still reply, then both sides close cleanly", async () => {
+    const { client, clientRec, server, serverRec } = await pair();
+    client.write(new TextEncoder().encode("last words"));
+    client.end();
+    await within(serverRec.gotEnd.promise, 5000, "server to see end");
+    assert.equal(serverRec.bytes, 10);
+    assert.equal(serverRec.closes, 0, "server side still open after the peer's FIN");
+    server.write(new TextEncoder().encode("reply after FIN"));
+    server.end();
+    await within(clientRec.closed.promise, 5000, "client to close");
+    await within(serverRec.closed.promise, 5000, "server to close");
+    assert.equal(new TextDecoder().decode(clientRec.joined()), "reply after FIN");
+    assert.equal(clientRec.ended, true);
+    assert.equal(clientRec.closeError, undefined);
+    assert.equal(serverRec.closeError, undefined);
+  });
+
+  it("closes exactly once and ignores every call and event after close", async () => {
+    const { client, clientRec, server, serverRec } = await pair();
+    client.abort();
+    client.abort();
+    await within(clientRec.closed.promise, 5000, "client close");
+    assert.equal(clientRec.closeError, undefined, "a local abort is not an error");
+    assert.equal(client.write(new Uint8Array(10)), false);
+    client.end();
+    client.pause();
+    client.resume();
+    client.setNoDelay(true);
+    assert.equal(client.backlog, 0);
+    await within(serverRec.gotEnd.promise, 5000, "server to see end");
+    server.abort();
+    await within(serverRec.closed.promise, 5000, "server close");
+    assert.equal(server.write(new Uint8Array(10)), false);
+    server.abort();
+    await sleep(20);
+    assert.equal(clientRec.closes, 1);
+    assert.equal(serverRec.closes, 1);
+    assert.equal(clientRec.eventsAfterClose + serverRec.eventsAfterClose, 0);
+  });
+
+  it("reports a peer that resets mid-stream with one close", async () => {
+    const { client, clientRec, server, serverRec } = await pair();
+    // Unread data at close makes the kernel answer with a reset.
+    client.write(pattern(64 * 1024, 3));
+    await until(() => serverRec.bytes > 0, 5000, "data to arrive");
+    server.pause();
+    client.write(pattern(64 * 1024, 4));
+    await sleep(20);
+    server.abort();
+    // The client may be mid-write; it must close exactly once either way.
+    for (let i = 0; i < 50 && clientRec.closes === 0; i++) {
+      client.write(pattern(16 * 1024, i));
+      await sleep(10);
+    }
+    await within(clientRec.closed.promise, 5000, "client to close");
+    assert.equal(clientRec.closes, 1);
+    assert.equal(serverRec.closes, 1);
+  });
+
+  it("pauses and resumes reading", async () => {
+    const { client, server, serverRec } = await pair();
+    server.pause();
+    client.write(new Uint8Array(100));
+    await sleep(50);
+    assert.equal(serverRec.bytes, 0, "nothing delivered while paused");
+    server.resume();
+    await until(() => serverRec.bytes === 100, 5000, "data after resume");
+    client.abort();
+  });
+
+  it("delivers data, end and close that arrived before start, in order", async () => {
+    nextAccept = deferred();
+    let late: Connection | undefined;
+    const unstarted = deferred<Connection>();
+    const lateListener = await transport.listen({ host: HOST, port: 0 }, (connection) => {
+      late = connection;
+      open.push(connection);
+      unstarted.resolve(connection);
+    });
+    try {
+      const client = await transport.connect({ host: HOST, port: lateListener.address.port });
+      open.push(client);
+      const clientRec = new Recorder();
+      client.start(clientRec);
+      client.write(new TextEncoder().encode("early"));
+      client.end();
+      await within(unstarted.promise, 5000, "accept");
+      await sleep(100);
+      const rec = new Recorder();
+      late!.start(rec);
+      await within(rec.gotEnd.promise, 5000, "end after start");
+      assert.equal(new TextDecoder().decode(rec.joined()), "early");
+      late!.end();
+      await within(rec.closed.promise, 5000, "close");
+      await within(clientRec.closed.promise, 5000, "client close");
+    } finally {
+      await lateListener.close();
+    }
+  });
+
+  it("stops accepting after the listener closes and keeps open connections working", async () => {
+    const extra = deferred<Connection>();
+    const recorder = new Recorder();
+    const second = await transport.listen({ host: HOST, port: 0 }, (connection) => {
+      open.push(connection);
+      connection.start(recorder);
+      extra.resolve(connection);
+    });
+    const port = second.address.port;
+    const client = await transport.connect({ host: HOST, port });
+    open.push(client);
+    const clientRec = new Recorder();
+    client.start(clientRec);
+    const server = await within(extra.promise, 5000, "accept");
+    await second.close();
+    await assert.rejects(transport.connect({ host: HOST, port }), (error: Error & { code?: string }) => {
+      assert.match(error.message, new RegExp(`Cannot connect to 127\\.0\\.0\\.1:${port}: connection refused`));
+      assert.equal(error.code, "ECONNREFUSED");
+      return true;
+    });
+    server.write(new TextEncoder().encode("still here"));
+    await until(() => clientRec.bytes === 10, 5000, "data on the old connection");
+    client.abort();
+    server.abort();
+    await within(recorder.closed.promise, 5000, "close");
+  });
+
+  it("fails to listen on a port in use with EADDRINUSE naming host:port", async () => {
+    const port = listener.address.port;
+    await assert.rejects(transport.listen({ host: HOST, port }, () => {}), (error: Error & { code?: string }) => {
+      assert.equal(error.code, "EADDRINUSE");
+      assert.match(error.message, new RegExp(`Cannot listen on 127\\.0\\.0\\.1:${port}: address already in use`));
+      return true;
+    });
+  });
+});
