@@ -122,6 +122,24 @@ export class FrameEncoder {
     return end;
   }
 
+  /**
+   * Check that `(id, body)` can be encoded in this layout, without encoding it.
+   *
+   * @param id Message id.
+   * @param body Body bytes.
+   * @throws {RangeError} When the id does not fit the id field.
+   * @throws {TypeError} When the body is not a `Uint8Array`.
+   * @throws {FrameTooLargeError} When the body is longer than `maxBody`.
+   * @example
+   * ```ts
+   * import { FrameEncoder } from "@tlvkit/tlvkit";
+   * new FrameEncoder().check(1001, new Uint8Array(2)); // fine
+   * ```
+   */
+  check(id: number, body: Uint8Array): void {
+    this.#check(id, body);
+  }
+
   #check(id: number, body: Uint8Array): void {
     if (!(id >= 0 && id <= this.#maxId && Number.isInteger(id))) {
       throw new RangeError(

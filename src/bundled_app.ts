@@ -1,0 +1,123 @@
+/**
+ * The bundled application of `tlvkit serve` (PROTOCOL.md §3): HELLO (1001)
+ * answers a JSON greeting, every other id is echoed, and anything wrong is
+ * answered with an ERROR frame (65535) while the session stays open.
+ *
+ * @module
+ */
+
+import type { FrameLayout } from "./frame_layout.ts";
+import { Router } from "./router.ts";
+import type { Request } from "./session.ts";
+import type { ErrorContext } from "./server.ts";
+
+/** Message id of HELLO requests. */
+export const HELLO_ID = 1001;
+/** Message id of ERROR frames. */
+export const ERROR_ID = 65535;
+/** Prefix the server puts before a HELLO's `data`. */
+export const HELLO_REPLY_PREFIX = "server has received msg, msg data is ";
+
+const utf8 = new TextEncoder();
+
+/** Raised inside the HELLO handler for a request that is not a valid HELLO. */
+class BadHelloError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BadHelloError";
+  }
+}
+
+/** The bundled application: its router and its error hook. */
+export interface BundledApp {
+  /** HELLO on 1001, echo on every other id. */
+  readonly router: Router;
+  /** Answers a failed request with an ERROR frame. Pass as the server's `onError`. */
+  readonly onError: (error: Error, context: ErrorContext) => void;
+}
+
+function replyError(request: Request, layout: FrameLayout, reason: string): void {
+  const errorId = Math.min(ERROR_ID, layout.maxId);
+  let body = utf8.encode(JSON.stringify({ error: reason, msgId: request.id }));
+  if (body.length > layout.maxBody) body = utf8.encode(JSON.stringify({ error: "error", msgId: request.id }));
+  if (body.length > layout.maxBody) body = new Uint8Array(0);
+  request.reply(body, errorId);
+}
+
+function hello(request: Request, layout: FrameLayout): void {
+  let text: string;
+  try {
+    text = request.text();
+  } catch {
+    throw new BadHelloError("HELLO body is not valid UTF-8");
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new BadHelloError("HELLO body is not valid JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new BadHelloError("HELLO body is not a JSON object");
+  }
+  const fields = value as Record<string, unknown>;
+  if (!Object.hasOwn(fields, "id")) throw new BadHelloError('HELLO field "id" is missing');
+  const id = fields["id"];
+  if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id > 65535) {
+    throw new BadHelloError('HELLO field "id" must be an integer from 0 to 65535');
+  }
+  if (id > layout.maxId) {
+    throw new BadHelloError(`HELLO field "id" ${id} does not fit the ${layout.idBytes}-byte id field`);
+  }
+  if (!Object.hasOwn(fields, "data")) throw new BadHelloError('HELLO field "data" is missing');
+  const data = fields["data"];
+  if (typeof data !== "string") throw new BadHelloError('HELLO field "data" must be a string');
+  // Same object, other fields kept in order, data replaced. An "error" field is
+  // dropped: a HELLO reply never has one, so that replies on id 65535 stay
+  // distinguishable from ERROR frames.
+  const reply: Record<string, unknown> = {};
+  for (const key of Object.keys(fields)) {
+    if (key === "error") continue;
+    reply[key] = key === "data" ? HELLO_REPLY_PREFIX + data : fields[key];
+  }
+  const body = utf8.encode(JSON.stringify(reply));
+  if (body.length > layout.maxBody) {
+    throw new BadHelloError(`HELLO reply would be ${body.length} bytes, over the limit of ${layout.maxBody}`);
+  }
+  request.reply(body, id);
+}
+
+/**
+ * Build the bundled application for a frame layout.
+ *
+ * @param layout The layout the server speaks (for `maxBody` and id widths).
+ * @returns The router and the error hook.
+ * @example
+ * ```ts
+ * import { createBundledApp, FrameLayout, serve } from "@tlvkit/tlvkit";
+ * const app = createBundledApp(FrameLayout.DEFAULT);
+ * const server = await serve({ port: 0, router: app.router, onError: app.onError });
+ * await server.close();
+ * ```
+ */
+export function createBundledApp(layout: FrameLayout): BundledApp {
+  const router = new Router()
+    .handle(HELLO_ID, (request) => {
+      try {
+        hello(request, layout);
+      } catch (error) {
+        // A bad HELLO is the peer's mistake, not a server error: answer it, log nothing.
+        if (!(error instanceof BadHelloError)) throw error;
+        replyError(request, layout, error.message);
+      }
+    })
+    .fallback((request) => {
+      request.reply(request.body);
+    });
+  const onError = (error: Error, context: ErrorContext): void => {
+    const request = context.request;
+    if (request === undefined || request.session.state === "closed") return;
+    replyError(request, layout, `handler failed: ${error.message}`);
+  };
+  return { router, onError };
+}

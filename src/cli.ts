@@ -1,0 +1,74 @@
+/**
+ * The `tlvkit` command line (PROTOCOL.md §4). Runs unchanged as
+ *
+ * ```sh
+ * node --import tsx src/cli.ts <command> [options]
+ * deno run --allow-net src/cli.ts <command> [options]
+ * bun src/cli.ts <command> [options]
+ * ```
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { runSend } from "./cli/send.ts";
+import { runServe } from "./cli/serve.ts";
+import { UsageError } from "./cli/options.ts";
+import { VERSION } from "./version.ts";
+
+const HELP = `Usage: tlvkit <command> [options]
+
+Commands:
+  serve      run the message server (tlvkit serve --help)
+  send       send frames to a server and print the replies (tlvkit send --help)
+
+Options:
+  --help     show this help
+  --version  show the version
+`;
+
+function fail(prefix: string, error: unknown): number {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`${prefix}: ${message.split("\n")[0]}\n`);
+  return error instanceof UsageError ? 2 : 1;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "serve":
+        return await runServe(rest);
+      case "send":
+        return await runSend(rest);
+      case "--help":
+      case "-h":
+      case "help":
+        process.stdout.write(HELP);
+        return 0;
+      case "--version":
+      case "-v":
+        process.stdout.write(`tlvkit ${VERSION}\n`);
+        return 0;
+      case undefined:
+        throw new UsageError("missing command: use serve or send (see tlvkit --help)");
+      default:
+        throw new UsageError(`unknown command "${command}": use serve or send (see tlvkit --help)`);
+    }
+  } catch (error) {
+    const prefix = command === "serve" || command === "send" ? `tlvkit ${command}` : "tlvkit";
+    return fail(prefix, error);
+  }
+}
+
+// An error that escapes every handler is a bug in tlvkit: report it in one line
+// and keep serving the sessions that are unaffected.
+process.on("uncaughtException", (error: unknown) => {
+  process.stderr.write(`tlvkit: internal error: ${error instanceof Error ? error.message : String(error)}\n`);
+});
+process.on("unhandledRejection", (error: unknown) => {
+  process.stderr.write(`tlvkit: internal error: ${error instanceof Error ? error.message : String(error)}\n`);
+});
+
+process.exitCode = await main(process.argv.slice(2));
+process.exit();

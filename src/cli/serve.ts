@@ -1,0 +1,124 @@
+/**
+ * `tlvkit serve`: run the bundled application (PROTOCOL.md §3–4).
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { createBundledApp } from "../bundled_app.ts";
+import { createLogger, LOG_LEVELS, type LogLevel } from "../logger.ts";
+import { serve } from "../server.ts";
+import { formatHostPort } from "../transport/_socket_error.ts";
+import { detectRuntime } from "../transport/detect.ts";
+import { VERSION } from "../version.ts";
+import {
+  choiceOption,
+  integerOption,
+  LAYOUT_HELP,
+  LAYOUT_OPTIONS,
+  layoutFromFlags,
+  parseArgsError,
+  secondsOption,
+} from "./options.ts";
+
+/** `serve --help`. */
+export const SERVE_HELP = `Usage: tlvkit serve [options]
+
+Run the tlvkit message server: HELLO (id 1001) answers a JSON greeting, every
+other id is echoed, bad input gets an ERROR frame (id 65535). Prints
+"listening on HOST:PORT" on standard output when ready; logs go to standard error.
+SIGINT or SIGTERM drains in-flight replies and exits 0; a second signal exits at once.
+
+Options:                                                                         [default]
+  --host H             address to listen on                                        [127.0.0.1]
+  --port P             TCP port; 0 picks a free one                                [10086]
+  --drain-timeout S    on SIGINT/SIGTERM, seconds to finish in-flight replies       [5]
+  --log-level L        error, warn, info or debug                                  [info]
+${LAYOUT_HELP}
+  --help               show this help
+  --version            show the version
+`;
+
+const SERVE_OPTIONS = {
+  host: { type: "string" },
+  port: { type: "string" },
+  "drain-timeout": { type: "string" },
+  "log-level": { type: "string" },
+  ...LAYOUT_OPTIONS,
+  help: { type: "boolean" },
+  version: { type: "boolean" },
+} as const;
+
+function writeLine(stream: NodeJS.WriteStream, line: string): void {
+  stream.write(`${line}\n`);
+}
+
+/**
+ * Run `serve` until a signal stops it.
+ *
+ * @param args The arguments after `serve`.
+ * @returns The exit status once stopped (0 after a graceful drain).
+ */
+export async function runServe(args: string[]): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({ args, options: SERVE_OPTIONS, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw parseArgsError(error, "serve");
+  }
+  if (values.help) {
+    process.stdout.write(SERVE_HELP);
+    return 0;
+  }
+  if (values.version) {
+    writeLine(process.stdout, `tlvkit ${VERSION}`);
+    return 0;
+  }
+  const layout = layoutFromFlags(values);
+  const host = values.host ?? "127.0.0.1";
+  const port = integerOption("port", values.port, 0, 65535) ?? 10086;
+  const drainTimeout = secondsOption("drain-timeout", values["drain-timeout"]) ?? 5000;
+  const level: LogLevel = choiceOption("log-level", values["log-level"], LOG_LEVELS) ?? "info";
+  const logger = createLogger(level, (line) => writeLine(process.stderr, line));
+
+  const app = createBundledApp(layout);
+  const server = await serve({
+    host,
+    port,
+    idBytes: layout.idBytes,
+    lengthBytes: layout.lengthBytes,
+    byteOrder: layout.byteOrder,
+    maxBody: layout.maxBody,
+    router: app.router,
+    onError: app.onError,
+    logger,
+  });
+  const address = formatHostPort(server.address.host, server.address.port);
+  logger.info(
+    `tlvkit ${VERSION} on ${detectRuntime()}: serving on ${address} (max body ${layout.maxBody}, ` +
+      `${layout.idBytes}-byte ids, ${layout.lengthBytes}-byte lengths, ${layout.byteOrder}-endian)`,
+  );
+  writeLine(process.stdout, `listening on ${address}`);
+
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        logger.warn(`received ${signal} again: exiting at once`);
+        process.exit(signal === "SIGINT" ? 130 : 143);
+      }
+      stopping = true;
+      logger.info(`received ${signal}: draining ${server.sessions.size} session(s), up to ${drainTimeout / 1000} s`);
+      server.close({ drainTimeout }).then(() => {
+        logger.info("stopped");
+        resolve(0);
+      }, (error: unknown) => {
+        logger.error(`shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
+        resolve(1);
+      });
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
+}

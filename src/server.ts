@@ -1,0 +1,387 @@
+/**
+ * The message server: listens, keeps a registry of sessions, routes frames to
+ * handlers, pushes and broadcasts, and shuts down gracefully.
+ *
+ * @module
+ */
+
+import type { CloseReason } from "./close_reason.ts";
+import { FrameLayout, type FrameLayoutOptions } from "./frame_layout.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import { Router } from "./router.ts";
+import {
+  type Handler,
+  type Request,
+  type ResolvedSessionOptions,
+  resolveSessionOptions,
+  type Session,
+  type SessionOptions,
+  type SessionOwner,
+  TransportSession,
+} from "./session.ts";
+import { formatHostPort } from "./transport/_socket_error.ts";
+import { loadTransport } from "./transport/detect.ts";
+import type { Connection, Listener, RuntimeName, SocketAddress, Transport } from "./transport/types.ts";
+
+/** Where an error happened, as far as known. */
+export interface ErrorContext {
+  /** The session involved, if any. */
+  session?: Session;
+  /** The request whose handler failed, if any. */
+  request?: Request;
+}
+
+/**
+ * Options of {@link serve}. Layout options (`idBytes`, `lengthBytes`,
+ * `byteOrder`, `maxBody`) apply both ways on every session.
+ */
+export interface ServerOptions extends FrameLayoutOptions, SessionOptions {
+  /**
+   * Address to listen on.
+   * @default {"127.0.0.1"}
+   */
+  host?: string;
+  /**
+   * TCP port; 0 picks a free one (read it from `server.address.port`).
+   * @default {10086}
+   */
+  port?: number;
+  /** Routes frames to handlers. Handlers can also be added with `server.handle`. */
+  router?: Router;
+  /**
+   * Sessions open at once; past it a new connection is closed at once with
+   * reason `connection-limit` (and a warning in the log).
+   * @default {10000}
+   */
+  maxConnections?: number;
+  /** Called when a session opens. */
+  onSessionOpen?: (session: Session) => void;
+  /** Called once when a session closes, with its one reason. */
+  onSessionClose?: (session: Session, reason: CloseReason, error?: Error) => void;
+  /**
+   * Called when a handler throws or rejects (`context.request` is set: a reply
+   * made here keeps its place in request order), when no handler matches a
+   * frame, and when accepting fails. Errors are logged whether or not this is set.
+   */
+  onError?: (error: Error, context: ErrorContext) => void;
+  /** Receives the server's log lines. Defaults to warnings and errors on standard error. */
+  logger?: Logger;
+  /**
+   * The socket adapter: a runtime name or an adapter. Defaults to the running
+   * runtime's own (`node:net`, `Deno.listen`, `Bun.listen`).
+   */
+  transport?: Transport | RuntimeName;
+}
+
+/** Options of {@link Server.close}. */
+export interface ServerCloseOptions {
+  /**
+   * Milliseconds to deliver replies still owed before the remaining sessions
+   * are aborted.
+   * @default {5000}
+   */
+  drainTimeout?: number;
+}
+
+/** The error reported when a frame's id has no handler and there is no fallback. */
+export class NoHandlerError extends Error {
+  /** The message id that had no handler. */
+  readonly messageId: number;
+  /** @param messageId The unrouted message id. */
+  constructor(messageId: number) {
+    super(`Cannot handle frame: no handler for message id ${messageId} and no fallback`);
+    this.name = "NoHandlerError";
+    this.messageId = messageId;
+  }
+}
+
+function toError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}
+
+/**
+ * A listening server. Create one with {@link serve}.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@tlvkit/tlvkit";
+ * const server = await serve({ port: 0 });
+ * server.handle(1, (request) => { request.reply("pong"); });
+ * console.log(server.address.port > 0); // true
+ * await server.close();
+ * ```
+ */
+export class Server {
+  /** The address actually bound. */
+  readonly address: SocketAddress;
+  /** The router frames are dispatched through. */
+  readonly router: Router;
+  /** The frame layout every session speaks. */
+  readonly layout: FrameLayout;
+
+  readonly #sessions = new Map<number, TransportSession>();
+  readonly #options: ServerOptions;
+  readonly #sessionOptions: ResolvedSessionOptions;
+  readonly #logger: Logger;
+  readonly #maxConnections: number;
+  #listener: Listener | undefined;
+  #closing: Promise<void> | undefined;
+  #allClosed: (() => void) | undefined;
+  readonly #owner: SessionOwner;
+
+  /** @internal Use {@link serve}. */
+  constructor(options: ServerOptions, layout: FrameLayout, sessionOptions: ResolvedSessionOptions) {
+    this.#options = options;
+    this.layout = layout;
+    this.#sessionOptions = sessionOptions;
+    this.router = options.router ?? new Router();
+    this.#logger = options.logger ?? createLogger("warn");
+    this.#maxConnections = options.maxConnections ?? 10_000;
+    this.address = { host: "", port: 0 };
+    const logger = this.#logger;
+    this.#owner = {
+      dispatch: (request) => {
+        const handler: Handler | undefined = this.router.route(request.id);
+        if (handler === undefined) throw new NoHandlerError(request.id);
+        return handler(request);
+      },
+      handlerError: (error, request) => {
+        const err = toError(error);
+        const session = request.session;
+        if (err instanceof NoHandlerError) logger.warn(`session ${session.id}: ${err.message}`);
+        else logger.error(`session ${session.id}: handler for message id ${request.id} failed: ${err.message}`);
+        this.#reportError(err, { session, request });
+      },
+      closing: (session, reason, error) => {
+        if (reason === "frame-too-large" || reason === "slow-consumer" || reason === "error") {
+          logger.warn(`session ${session.id} (${formatHostPort(session.remote.host, session.remote.port)}) closing: ${reason}${error ? ` (${error.message})` : ""}`);
+        }
+      },
+      closed: (session, reason, error) => {
+        this.#sessions.delete(session.id);
+        logger.debug(`session ${session.id} closed: ${reason}${error && reason !== "frame-too-large" ? ` (${error.message})` : ""}`);
+        try {
+          this.#options.onSessionClose?.(session, reason, error);
+        } catch (hookError) {
+          this.#reportError(toError(hookError), { session });
+        }
+        if (this.#sessions.size === 0) this.#allClosed?.();
+      },
+    };
+  }
+
+  /** Open sessions by id. */
+  get sessions(): ReadonlyMap<number, Session> {
+    return this.#sessions;
+  }
+
+  /** `true` once {@link Server.close} has been called. */
+  get closing(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /**
+   * Route frames with message id `id` to `handler` (see {@link Router.handle}).
+   *
+   * @param id Message id.
+   * @param handler The handler.
+   * @returns This server.
+   * @example
+   * ```ts
+   * import { serve } from "@tlvkit/tlvkit";
+   * const server = await serve({ port: 0 });
+   * server.handle(2, (request) => { request.reply(request.body); });
+   * await server.close();
+   * ```
+   */
+  handle(id: number, handler: Handler): this {
+    this.router.handle(id, handler);
+    return this;
+  }
+
+  /**
+   * Handle frames whose id has no handler (see {@link Router.fallback}).
+   *
+   * @param handler The fallback handler.
+   * @returns This server.
+   * @example
+   * ```ts
+   * import { serve } from "@tlvkit/tlvkit";
+   * const server = await serve({ port: 0 });
+   * server.fallback((request) => { request.reply(request.body); });
+   * await server.close();
+   * ```
+   */
+  fallback(handler: Handler): this {
+    this.router.fallback(handler);
+    return this;
+  }
+
+  /**
+   * Push a frame to one session (see {@link Session.send}).
+   *
+   * @param sessionId The session's id.
+   * @param id Message id.
+   * @param body Body bytes or text.
+   * @returns `false` when there is no such open session, or the push closed it
+   * as a slow consumer.
+   * @example
+   * ```ts
+   * import { serve } from "@tlvkit/tlvkit";
+   * const server = await serve({ port: 0 });
+   * server.push(42, 9, "news"); // false: no session 42
+   * await server.close();
+   * ```
+   */
+  push(sessionId: number, id: number, body: Uint8Array | string): boolean {
+    const session = this.#sessions.get(sessionId);
+    return session === undefined ? false : session.send(id, body);
+  }
+
+  /**
+   * Push a frame to every open session.
+   *
+   * @param id Message id.
+   * @param body Body bytes or text (encoded once for all sessions).
+   * @returns How many sessions queued it.
+   * @example
+   * ```ts
+   * import { serve } from "@tlvkit/tlvkit";
+   * const server = await serve({ port: 0 });
+   * server.broadcast(9, "news"); // 0: nobody connected yet
+   * await server.close();
+   * ```
+   */
+  broadcast(id: number, body: Uint8Array | string): number {
+    const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    let count = 0;
+    for (const session of [...this.#sessions.values()]) {
+      if (session.send(id, bytes)) count++;
+    }
+    return count;
+  }
+
+  /**
+   * Shut down gracefully: stop accepting (new connections are refused),
+   * deliver the replies owed for every frame already received, close each
+   * session with `server-shutdown` once its queue is flushed, and abort the
+   * sessions still unflushed at the drain timeout. Calling it again returns the
+   * same promise.
+   *
+   * @param options The drain timeout.
+   * @returns Resolves when every session has closed.
+   * @example
+   * ```ts
+   * import { serve } from "@tlvkit/tlvkit";
+   * const server = await serve({ port: 0 });
+   * await server.close({ drainTimeout: 1000 });
+   * ```
+   */
+  close(options: ServerCloseOptions = {}): Promise<void> {
+    this.#closing ??= this.#shutdown(options.drainTimeout ?? 5000);
+    return this.#closing;
+  }
+
+  /** @internal Bind and start accepting. */
+  async listen(transport: Transport): Promise<void> {
+    const host = this.#options.host ?? "127.0.0.1";
+    const port = this.#options.port ?? 10086;
+    this.#listener = await transport.listen({
+      host,
+      port,
+      onAcceptError: (error) => {
+        this.#logger.error(error.message);
+        this.#reportError(error, {});
+      },
+    }, (connection) => this.#accept(connection));
+    (this as { address: SocketAddress }).address = this.#listener.address;
+  }
+
+  #accept(connection: Connection): void {
+    const session = new TransportSession(connection, this.layout, this.#sessionOptions, this.#owner);
+    if (this.#closing !== undefined) {
+      session.start();
+      session.beginClose("server-shutdown", false);
+      return;
+    }
+    if (this.#sessions.size >= this.#maxConnections) {
+      this.#logger.warn(
+        `connection from ${formatHostPort(connection.remote.host, connection.remote.port)} refused: ${this.#maxConnections} sessions open (connection limit)`,
+      );
+      session.start();
+      session.beginClose("connection-limit", false);
+      return;
+    }
+    this.#sessions.set(session.id, session);
+    this.#logger.debug(`session ${session.id} opened from ${formatHostPort(session.remote.host, session.remote.port)}`);
+    try {
+      this.#options.onSessionOpen?.(session);
+    } catch (error) {
+      this.#reportError(toError(error), { session });
+    }
+    session.start();
+  }
+
+  #reportError(error: Error, context: ErrorContext): void {
+    try {
+      this.#options.onError?.(error, context);
+    } catch (hookError) {
+      this.#logger.error(`onError hook failed: ${toError(hookError).message}`);
+    }
+  }
+
+  async #shutdown(drainTimeout: number): Promise<void> {
+    if (!Number.isFinite(drainTimeout) || drainTimeout < 0) {
+      throw new RangeError(`Invalid option "drainTimeout": ${drainTimeout} is not a non-negative number of milliseconds`);
+    }
+    await this.#listener?.close();
+    if (this.#sessions.size === 0) return;
+    const allClosed = new Promise<void>((resolve) => {
+      this.#allClosed = resolve;
+    });
+    for (const session of [...this.#sessions.values()]) session.beginClose("server-shutdown", true);
+    const clock = this.#sessionOptions.clock;
+    let timedOut = false;
+    const timer = clock.setTimeout(() => {
+      timedOut = true;
+      if (this.#sessions.size > 0) {
+        this.#logger.warn(`drain timeout: aborting ${this.#sessions.size} session(s) still unflushed`);
+      }
+      for (const session of [...this.#sessions.values()]) session.beginClose("server-shutdown", false);
+    }, drainTimeout);
+    await allClosed;
+    if (!timedOut) clock.clearTimeout(timer);
+  }
+}
+
+/**
+ * Start a server: bind `host:port` and accept sessions, routing their frames
+ * through the router.
+ *
+ * @param options Listen address, frame layout, flow control, hooks.
+ * @returns The listening server.
+ * @throws {RangeError} When an option is out of range (named in the message).
+ * @throws {Error} When binding fails; `code` is `EADDRINUSE`, `EACCES`, `EPERM`...
+ * @example
+ * ```ts
+ * import { Router, serve } from "@tlvkit/tlvkit";
+ * const router = new Router().fallback((request) => { request.reply(request.body); });
+ * const server = await serve({ host: "127.0.0.1", port: 0, router });
+ * console.log(`listening on ${server.address.host}:${server.address.port}`);
+ * await server.close();
+ * ```
+ */
+export async function serve(options: ServerOptions = {}): Promise<Server> {
+  const layout = new FrameLayout(options);
+  const sessionOptions = resolveSessionOptions(options);
+  if (options.port !== undefined && !(Number.isInteger(options.port) && options.port >= 0 && options.port <= 65535)) {
+    throw new RangeError(`Invalid option "port": ${options.port} is not an integer from 0 to 65535`);
+  }
+  if (options.maxConnections !== undefined && !(Number.isInteger(options.maxConnections) && options.maxConnections >= 1)) {
+    throw new RangeError(`Invalid option "maxConnections": ${options.maxConnections} is not a positive integer`);
+  }
+  const transport = typeof options.transport === "object" ? options.transport : await loadTransport(options.transport);
+  const server = new Server(options, layout, sessionOptions);
+  await server.listen(transport);
+  return server;
+}

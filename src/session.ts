@@ -1,0 +1,646 @@
+/**
+ * A session: one connection's decoder, ordered send queue and lifecycle.
+ *
+ * @module
+ */
+
+import type { CloseReason } from "./close_reason.ts";
+import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
+import { FrameTooLargeError } from "./errors.ts";
+import { FrameDecoder } from "./frame_decoder.ts";
+import { FrameEncoder } from "./frame_encoder.ts";
+import type { FrameLayout } from "./frame_layout.ts";
+import type { Connection, SocketAddress } from "./transport/types.ts";
+
+/** Flow-control and lifetime options of a session. */
+export interface SessionOptions {
+  /**
+   * When a session's unsent bytes pass this mark, it stops reading from its
+   * peer until they fall below `lowWaterMark` (TCP then slows the peer).
+   * @default {65536}
+   */
+  highWaterMark?: number;
+  /**
+   * Unsent bytes below which a paused session reads again.
+   * @default {32768}
+   */
+  lowWaterMark?: number;
+  /**
+   * A push (a send not caused by the peer's own request) to a session whose
+   * unsent bytes would pass this limit closes the session with `slow-consumer`.
+   * Replies to requests are governed by the water marks alone.
+   * @default {1048576}
+   */
+  hardLimit?: number;
+  /**
+   * Requests whose async handlers are still running, past which the session
+   * stops reading from its peer until some finish.
+   * @default {1024}
+   */
+  maxPendingRequests?: number;
+  /**
+   * After a graceful close has sent everything and half-closed, how long to
+   * wait for the peer to close its side before the connection is aborted, in
+   * milliseconds. Reading the peer's remaining bytes until then avoids the reset
+   * that closing with unread input causes, which could destroy replies in flight.
+   * @default {2000}
+   */
+  lingerTimeout?: number;
+  /** Time source for the session's timers (tests inject a fake one). */
+  clock?: Clock;
+}
+
+/** Lifecycle state of a session: it only ever moves forward. */
+export type SessionState = "open" | "closing" | "closed";
+
+/**
+ * One peer's connection as the application sees it.
+ *
+ * @example
+ * ```ts
+ * import type { Session } from "@tlvkit/tlvkit";
+ * function greet(session: Session): void {
+ *   session.send(7, "welcome");
+ * }
+ * ```
+ */
+export interface Session {
+  /** Unique id among the sessions of one server (and of the process). */
+  readonly id: number;
+  /** The peer's address. */
+  readonly remote: SocketAddress;
+  /** `open`, then `closing` (flushing), then `closed`. */
+  readonly state: SessionState;
+  /** Why the session closed (or is closing); `undefined` while open. */
+  readonly closeReason: CloseReason | undefined;
+  /** Bytes queued or written but not yet taken by the operating system. */
+  readonly queuedBytes: number;
+  /** Frames and bytes that crossed this session, each way. */
+  readonly counters: SessionCounters;
+  /** Free slot for the application's own per-session data. */
+  data: unknown;
+  /**
+   * Push a frame to the peer. Frames queued in the same turn of the event loop
+   * leave in one write, in the order they were queued. The body is copied when
+   * the queue flushes, at the end of the current turn: do not change it before.
+   *
+   * @param id Message id.
+   * @param body Body bytes, or text sent as UTF-8.
+   * @returns `true` when queued; `false` when the session is no longer open, or
+   * when this push found its queue over the hard limit and closed it with
+   * `slow-consumer`.
+   * @throws {FrameTooLargeError} When the body is longer than `maxBody`.
+   * @throws {RangeError} When the id does not fit the layout.
+   */
+  send(id: number, body: Uint8Array | string): boolean;
+  /**
+   * Close gracefully with reason `closed-by-app`: replies to requests already
+   * received are delivered first. Later calls do nothing.
+   */
+  close(): void;
+}
+
+/** Traffic counters of a session. */
+export interface SessionCounters {
+  /** Frames received. */
+  framesIn: number;
+  /** Frames sent. */
+  framesOut: number;
+  /** Bytes received. */
+  bytesIn: number;
+  /** Bytes sent (handed to the transport). */
+  bytesOut: number;
+}
+
+/**
+ * One received frame, as a handler sees it, with the means to answer it.
+ *
+ * @example
+ * ```ts
+ * import type { Request } from "@tlvkit/tlvkit";
+ * function echo(request: Request): void {
+ *   request.reply(request.body);
+ * }
+ * ```
+ */
+export interface Request {
+  /** The frame's message id. */
+  readonly id: number;
+  /**
+   * The frame's body. It stays valid as long as you reference it (the
+   * transport never reuses received memory).
+   */
+  readonly body: Uint8Array;
+  /** The session the frame arrived on. */
+  readonly session: Session;
+  /**
+   * Queue a reply. Replies leave in request order: a reply to a later request
+   * waits until every earlier request's handler has finished.
+   *
+   * @param body Body bytes, or text sent as UTF-8.
+   * @param id Message id of the reply; defaults to the request's id.
+   * @returns `false` when the session has closed and the reply cannot be sent.
+   * @throws {FrameTooLargeError} When the body is longer than `maxBody`.
+   */
+  reply(body: Uint8Array | string, id?: number): boolean;
+  /**
+   * The body decoded as UTF-8.
+   * @throws {TypeError} When the body is not valid UTF-8.
+   */
+  text(): string;
+}
+
+/**
+ * Handles one request. May be async: replies on one session still leave in
+ * request order.
+ */
+export type Handler = (request: Request) => void | Promise<void>;
+
+/** What a session reports to the server or client that owns it. */
+export interface SessionOwner {
+  /** A frame arrived. Returning a promise keeps later replies waiting for it. */
+  dispatch(request: Request): void | Promise<void>;
+  /** A handler threw or rejected. Replies made here keep their place in order. */
+  handlerError(error: unknown, request: Request): void;
+  /** The session started closing (for logs). */
+  closing?(session: Session, reason: CloseReason, error?: Error): void;
+  /** The session closed: reported exactly once. */
+  closed(session: Session, reason: CloseReason, error?: Error): void;
+  /** Unsent bytes fell below the low-water mark after passing the high one. */
+  writable?(session: Session): void;
+}
+
+/** How a session applies flow control. */
+export interface SessionRole {
+  /**
+   * Stop reading while unsent bytes are over the high-water mark (a server
+   * slows a peer that does not read its replies). A client must not: its peer
+   * could be waiting for it to read.
+   */
+  readonly pauseReadingOnBackpressure: boolean;
+}
+
+/** The server side of a connection. */
+export const SERVER_ROLE: SessionRole = { pauseReadingOnBackpressure: true };
+/** The client side of a connection. */
+export const CLIENT_ROLE: SessionRole = { pauseReadingOnBackpressure: false };
+
+const OPEN = 0;
+const CLOSING = 1;
+const CLOSED = 2;
+const STATE_NAMES: readonly SessionState[] = ["open", "closing", "closed"];
+
+const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+let nextSessionId = 1;
+
+/** Replies of one request, held back until every earlier request is done. */
+class ReplySlot {
+  ids: number[] = [];
+  bodies: Uint8Array[] = [];
+  done = false;
+}
+
+class SessionRequest implements Request {
+  readonly id: number;
+  readonly body: Uint8Array;
+  readonly session: TransportSession;
+  slot: ReplySlot | undefined = undefined;
+  done = false;
+
+  constructor(session: TransportSession, id: number, body: Uint8Array) {
+    this.session = session;
+    this.id = id;
+    this.body = body;
+  }
+
+  reply(body: Uint8Array | string, id: number = this.id): boolean {
+    return this.session.replyTo(this, id, typeof body === "string" ? utf8.encode(body) : body);
+  }
+
+  text(): string {
+    return strictUtf8.decode(this.body);
+  }
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0) {
+    throw new RangeError(`Invalid option "${name}": ${value} is not a non-negative integer`);
+  }
+  return value;
+}
+
+/** Session options with defaults applied and checked. */
+export interface ResolvedSessionOptions {
+  readonly highWaterMark: number;
+  readonly lowWaterMark: number;
+  readonly hardLimit: number;
+  readonly maxPendingRequests: number;
+  readonly lingerTimeout: number;
+  readonly clock: Clock;
+}
+
+/**
+ * Apply defaults to session options and check them.
+ *
+ * @throws {RangeError} Naming the bad option.
+ */
+export function resolveSessionOptions(options: SessionOptions): ResolvedSessionOptions {
+  const highWaterMark = positiveInteger("highWaterMark", options.highWaterMark ?? 64 * 1024);
+  const lowWaterMark = positiveInteger("lowWaterMark", options.lowWaterMark ?? Math.min(32 * 1024, highWaterMark));
+  const hardLimit = positiveInteger("hardLimit", options.hardLimit ?? Math.max(1024 * 1024, highWaterMark));
+  const maxPendingRequests = positiveInteger("maxPendingRequests", options.maxPendingRequests ?? 1024);
+  const lingerTimeout = positiveInteger("lingerTimeout", options.lingerTimeout ?? 2000);
+  if (lowWaterMark > highWaterMark) {
+    throw new RangeError(`Invalid option "lowWaterMark": ${lowWaterMark} exceeds highWaterMark ${highWaterMark}`);
+  }
+  if (hardLimit < highWaterMark) {
+    throw new RangeError(`Invalid option "hardLimit": ${hardLimit} is below highWaterMark ${highWaterMark}`);
+  }
+  if (maxPendingRequests < 1) throw new RangeError(`Invalid option "maxPendingRequests": must be at least 1`);
+  return { highWaterMark, lowWaterMark, hardLimit, maxPendingRequests, lingerTimeout, clock: options.clock ?? systemClock };
+}
+
+function closeReasonOf(error: (Error & { code?: string }) | undefined): CloseReason {
+  if (error === undefined) return "peer-closed";
+  return error.code === "ECONNRESET" || error.code === "EPIPE" || error.code === "ECONNABORTED" ? "reset" : "error";
+}
+
+/**
+ * The session implementation over a transport {@link Connection}: decoder,
+ * ordered send queue, backpressure, and a state machine (open → closing →
+ * closed) that every path (read error, write error, timeout, shutdown,
+ * application) goes through once.
+ */
+export class TransportSession implements Session {
+  readonly id: number = nextSessionId++;
+  readonly remote: SocketAddress;
+  readonly counters: SessionCounters = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
+  data: unknown = undefined;
+
+  readonly #connection: Connection;
+  readonly #owner: SessionOwner;
+  readonly #options: ResolvedSessionOptions;
+  readonly #role: SessionRole;
+  readonly #decoder: FrameDecoder;
+  readonly #encoder: FrameEncoder;
+
+  #state = OPEN;
+  #reason: CloseReason | undefined;
+  #closeError: Error | undefined;
+
+  /** Frames queued and not yet flushed, as parallel arrays. */
+  #ids: number[] = [];
+  #bodies: Uint8Array[] = [];
+  /** Encoded size of the queued frames. */
+  #queueBytes = 0;
+  #flushScheduled = false;
+  #waitingDrain = false;
+
+  /** Requests still running or waiting for earlier ones, in arrival order. */
+  #pipeline: ReplySlot[] = [];
+  #readingPaused = false;
+  #overHighWater = false;
+  #appPaused = false;
+  #endSent = false;
+  /** While closing, go on decoding and dispatching (a client's half-close). */
+  #keepReading = false;
+  #lingerTimer: TimerHandle | undefined;
+
+  readonly #flushTask = (): void => this.#flush();
+  readonly #onFrame = (id: number, body: Uint8Array): void => this.#dispatch(id, body);
+
+  /**
+   * @param connection The transport connection; the session starts it.
+   * @param layout Frame layout both ways.
+   * @param options Resolved flow-control options.
+   * @param owner Receives requests and lifecycle events.
+   * @param role Server or client flow control.
+   */
+  constructor(
+    connection: Connection,
+    layout: FrameLayout,
+    options: ResolvedSessionOptions,
+    owner: SessionOwner,
+    role: SessionRole = SERVER_ROLE,
+  ) {
+    this.#connection = connection;
+    this.#role = role;
+    this.remote = connection.remote;
+    this.#owner = owner;
+    this.#options = options;
+    this.#decoder = new FrameDecoder(layout);
+    this.#encoder = new FrameEncoder(layout);
+  }
+
+  /** Begin receiving: wires the connection's events to this session. */
+  start(): void {
+    this.#connection.start({
+      onData: (chunk) => this.#onData(chunk),
+      onEnd: () => this.#onEnd(),
+      onDrain: () => this.#onDrain(),
+      onClose: (error) => this.#onClose(error),
+    });
+  }
+
+  get state(): SessionState {
+    return STATE_NAMES[this.#state]!;
+  }
+
+  get closeReason(): CloseReason | undefined {
+    return this.#reason;
+  }
+
+  get queuedBytes(): number {
+    return this.#queueBytes + this.#connection.backlog;
+  }
+
+  /** Requests whose replies are still held back. */
+  get pendingRequests(): number {
+    return this.#pipeline.length;
+  }
+
+  send(id: number, body: Uint8Array | string): boolean {
+    const bytes = typeof body === "string" ? utf8.encode(body) : body;
+    this.#check(id, bytes);
+    if (this.#state !== OPEN) return false;
+    if (this.queuedBytes + this.#encoder.frameSize(bytes) > this.#options.hardLimit) {
+      this.beginClose("slow-consumer", false);
+      return false;
+    }
+    this.#enqueue(id, bytes);
+    return true;
+  }
+
+  close(): void {
+    this.beginClose("closed-by-app", true);
+  }
+
+  /**
+   * Queue a frame with no hard limit (a client's own requests: it controls
+   * what it sends).
+   *
+   * @returns `true` while unsent bytes are below the high-water mark, `false`
+   * when the caller should wait for the owner's `writable` before sending more.
+   * Throws when the session is not open.
+   */
+  enqueueUnbounded(id: number, body: Uint8Array): boolean {
+    this.#check(id, body);
+    if (this.#state !== OPEN) return false;
+    this.#enqueue(id, body);
+    return this.queuedBytes < this.#options.highWaterMark;
+  }
+
+  /**
+   * Close with `closed-by-app` but go on receiving: send everything queued,
+   * half-close, and keep dispatching frames until the peer closes (or the
+   * linger timeout passes).
+   */
+  halfClose(): void {
+    if (this.#state !== OPEN) return;
+    this.#keepReading = true;
+    this.beginClose("closed-by-app", true);
+  }
+
+  /** Stop reading from the peer until {@link TransportSession.resumeReading} (client-side flow control). */
+  pauseReading(): void {
+    this.#appPaused = true;
+    this.#updateReading();
+  }
+
+  /** Undo {@link TransportSession.pauseReading}. */
+  resumeReading(): void {
+    this.#appPaused = false;
+    this.#updateReading();
+  }
+
+  /**
+   * Move to `closing` with `reason`, once. Graceful: deliver the replies owed,
+   * half-close, wait for the peer (up to the linger timeout). Otherwise abort at
+   * once. A later call cannot change the reason; an abort still escalates a
+   * graceful close in progress.
+   */
+  beginClose(reason: CloseReason, graceful: boolean, error?: Error): void {
+    if (this.#state === CLOSED) return;
+    if (this.#state === CLOSING) {
+      if (!graceful) this.#connection.abort();
+      return;
+    }
+    this.#state = CLOSING;
+    this.#reason = reason;
+    this.#closeError = error;
+    this.#owner.closing?.(this, reason, error);
+    if (!graceful) {
+      this.#connection.abort();
+      return;
+    }
+    // Keep reading (and discarding) so that the peer's close is seen and unread
+    // input does not turn our close into a reset.
+    if (this.#readingPaused) {
+      this.#readingPaused = false;
+      this.#connection.resume();
+    }
+    this.#maybeFinishClosing();
+  }
+
+  /** Queue a reply for `request`, keeping request order. */
+  replyTo(request: SessionRequest, id: number, body: Uint8Array): boolean {
+    this.#check(id, body);
+    if (this.#state === CLOSED) return false;
+    if (request.done) {
+      // A late reply, after the handler finished: nothing is waiting for it.
+      if (this.#state !== OPEN && this.#endSent) return false;
+      this.#enqueue(id, body);
+      return true;
+    }
+    let slot = request.slot;
+    if (slot === undefined) {
+      if (this.#pipeline.length === 0) {
+        this.#enqueue(id, body);
+        return true;
+      }
+      slot = request.slot = new ReplySlot();
+      this.#pipeline.push(slot);
+    }
+    slot.ids.push(id);
+    slot.bodies.push(body);
+    return true;
+  }
+
+  #check(id: number, body: Uint8Array): void {
+    this.#encoder.check(id, body);
+  }
+
+  #onData(chunk: Uint8Array): void {
+    this.counters.bytesIn += chunk.length;
+    // Closing: read and discard until the peer closes (unless half-closed by a client).
+    if (this.#state !== OPEN && !(this.#state === CLOSING && this.#keepReading)) return;
+    try {
+      this.#decoder.decode(chunk, this.#onFrame);
+    } catch (error) {
+      if (error instanceof FrameTooLargeError) this.beginClose("frame-too-large", true, error);
+      else this.beginClose("error", false, error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  #dispatch(id: number, body: Uint8Array): void {
+    if (this.#state !== OPEN && !(this.#state === CLOSING && this.#keepReading)) return;
+    this.counters.framesIn++;
+    const request = new SessionRequest(this, id, body);
+    let result: void | Promise<void>;
+    try {
+      result = this.#owner.dispatch(request);
+    } catch (error) {
+      this.#handlerFailed(error, request);
+      this.#settle(request);
+      return;
+    }
+    if (result !== undefined && typeof (result as Promise<void>).then === "function") {
+      if (request.slot === undefined) {
+        request.slot = new ReplySlot();
+        this.#pipeline.push(request.slot);
+        if (this.#pipeline.length >= this.#options.maxPendingRequests) this.#updateReading();
+      }
+      (result as Promise<void>).then(
+        () => this.#settle(request),
+        (error: unknown) => {
+          this.#handlerFailed(error, request);
+          this.#settle(request);
+        },
+      );
+    } else {
+      this.#settle(request);
+    }
+  }
+
+  #handlerFailed(error: unknown, request: SessionRequest): void {
+    try {
+      this.#owner.handlerError(error, request);
+    } catch (secondary) {
+      // The error hook itself failed: there is nobody left to tell; close.
+      this.beginClose("error", true, secondary instanceof Error ? secondary : new Error(String(secondary)));
+    }
+  }
+
+  #settle(request: SessionRequest): void {
+    request.done = true;
+    const slot = request.slot;
+    if (slot === undefined) return;
+    slot.done = true;
+    if (this.#pipeline[0] === slot) this.#release();
+  }
+
+  /** Move the replies of finished requests at the head of the pipeline to the queue. */
+  #release(): void {
+    const pipeline = this.#pipeline;
+    let released = 0;
+    while (released < pipeline.length && pipeline[released]!.done) {
+      const slot = pipeline[released]!;
+      if (this.#state !== CLOSED) {
+        for (let i = 0; i < slot.ids.length; i++) this.#enqueue(slot.ids[i]!, slot.bodies[i]!);
+      }
+      released++;
+    }
+    if (released > 0) pipeline.splice(0, released);
+    this.#updateReading();
+    this.#maybeFinishClosing();
+  }
+
+  #enqueue(id: number, body: Uint8Array): void {
+    if (this.#state === CLOSED) return;
+    this.#ids.push(id);
+    this.#bodies.push(body);
+    this.#queueBytes += this.#encoder.frameSize(body);
+    if (!this.#flushScheduled && !this.#waitingDrain) {
+      this.#flushScheduled = true;
+      queueMicrotask(this.#flushTask);
+    }
+    if (!this.#overHighWater && this.#queueBytes + this.#connection.backlog > this.#options.highWaterMark) {
+      this.#updateReading();
+    }
+  }
+
+  /** Write every queued frame in one buffer. */
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#waitingDrain || this.#state === CLOSED || this.#ids.length === 0) return;
+    const ids = this.#ids;
+    const bodies = this.#bodies;
+    const out = new Uint8Array(this.#queueBytes);
+    let offset = 0;
+    for (let i = 0; i < ids.length; i++) offset = this.#encoder.encodeInto(out, offset, ids[i]!, bodies[i]!);
+    this.counters.framesOut += ids.length;
+    this.counters.bytesOut += out.length;
+    this.#ids = [];
+    this.#bodies = [];
+    this.#queueBytes = 0;
+    if (!this.#connection.write(out)) this.#waitingDrain = true;
+    this.#updateReading();
+    this.#maybeFinishClosing();
+  }
+
+  #onDrain(): void {
+    this.#waitingDrain = false;
+    if (this.#ids.length > 0) this.#flush();
+    else {
+      this.#updateReading();
+      this.#maybeFinishClosing();
+    }
+  }
+
+  #updateReading(): void {
+    if (this.#state !== OPEN) return;
+    const queued = this.#queueBytes + this.#connection.backlog;
+    if (!this.#overHighWater) {
+      if (queued > this.#options.highWaterMark) this.#overHighWater = true;
+    } else if (queued < this.#options.lowWaterMark) {
+      this.#overHighWater = false;
+      this.#owner.writable?.(this);
+    }
+    const pause = (this.#overHighWater && this.#role.pauseReadingOnBackpressure) || this.#appPaused ||
+      this.#pipeline.length >= this.#options.maxPendingRequests;
+    if (pause === this.#readingPaused) return;
+    this.#readingPaused = pause;
+    if (pause) this.#connection.pause();
+    else this.#connection.resume();
+  }
+
+  /** In `closing`: once every reply owed is queued and flushed, half-close and linger. */
+  #maybeFinishClosing(): void {
+    if (this.#state !== CLOSING || this.#endSent) return;
+    if (this.#pipeline.length > 0 || this.#ids.length > 0) return;
+    this.#endSent = true;
+    this.#connection.end();
+    this.#lingerTimer = this.#options.clock.setTimeout(() => {
+      this.#lingerTimer = undefined;
+      this.#connection.abort();
+    }, this.#options.lingerTimeout);
+  }
+
+  #onEnd(): void {
+    // Closing already (a client's half-close included): the transport closes
+    // once both sides have ended.
+    if (this.#state !== OPEN) return;
+    // The peer will send nothing more; an unfinished frame can never complete.
+    this.beginClose("peer-closed", true);
+  }
+
+  #onClose(error?: Error & { code?: string }): void {
+    if (this.#state === CLOSED) return;
+    if (this.#state === OPEN) {
+      this.#reason = closeReasonOf(error);
+      this.#closeError = error;
+    }
+    this.#state = CLOSED;
+    if (this.#lingerTimer !== undefined) {
+      this.#options.clock.clearTimeout(this.#lingerTimer);
+      this.#lingerTimer = undefined;
+    }
+    this.#ids = [];
+    this.#bodies = [];
+    this.#queueBytes = 0;
+    this.#pipeline = [];
+    this.#owner.closed(this, this.#reason!, this.#closeError);
+  }
+}
