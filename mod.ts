@@ -35,3 +35,47 @@ export {
 export { encodeFrame, encodeFrameInto, FrameEncoder } from "./src/frame_encoder.ts";
 export { type Frame, type FrameCallback, FrameDecoder } from "./src/frame_decoder.ts";
 export { DecoderFailedError, FrameTooLargeError, IncompleteFrameError } from "./src/errors.ts";
+
+export type { CloseReason } from "./src/close_reason.ts";
+export { CLOSE_REASONS } from "./src/close_reason.ts";
+export { type Clock, systemClock, type TimerHandle } from "./src/clock.ts";
+export { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "./src/logger.ts";
+export { Router } from "./src/router.ts";
+export type {
+  Handler,
+  Request,
+  Session,
+  SessionCounters,
+  SessionOptions,
+  SessionState,
+} from "./src/session.ts";
+export {
+  type ErrorContext,
+  NoHandlerError,
+  serve,
+  Server,
+  type ServerCloseOptions,
+  type ServerOptions,
+} from "./src/server.ts";
+export {
+  Client,
+  type ClientClose,
+  type ClientOptions,
+  connect,
+  ConnectionClosedError,
+  type RequestOptions,
+  RequestTimeoutError,
+} from "./src/client.ts";
+export { type BundledApp, createBundledApp, ERROR_ID, HELLO_ID, HELLO_REPLY_PREFIX } from "./src/bundled_app.ts";
+export { detectRuntime, loadTransport } from "./src/transport/detect.ts";
+export type {
+  Connection,
+  ConnectionHandlers,
+  ConnectOptions,
+  Listener,
+  ListenOptions,
+  RuntimeName,
+  SocketAddress,
+  Transport,
+} from "./src/transport/types.ts";
+export { VERSION } from "./src/version.ts";

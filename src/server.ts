@@ -159,7 +159,11 @@ export class Server {
       },
       closed: (session, reason, error) => {
         this.#sessions.delete(session.id);
-        logger.debug(`session ${session.id} closed: ${reason}${error && reason !== "frame-too-large" ? ` (${error.message})` : ""}`);
+        const { framesIn, framesOut } = session.counters;
+        logger.debug(
+          `session ${session.id} closed: ${reason}${error && reason !== "frame-too-large" ? ` (${error.message})` : ""}` +
+            ` [frames in ${framesIn}, out ${framesOut}]`,
+        );
         try {
           this.#options.onSessionClose?.(session, reason, error);
         } catch (hookError) {

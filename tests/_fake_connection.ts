@@ -1,0 +1,161 @@
+/**
+ * A scripted transport connection for session tests: the test fires data,
+ * end, drain and close events by hand and inspects what the session did.
+ *
+ * @module
+ */
+
+import type { Clock, TimerHandle } from "../src/clock.ts";
+import type { Connection, ConnectionHandlers, SocketAddress } from "../src/transport/types.ts";
+
+/** A connection whose events the test drives. */
+export class FakeConnection implements Connection {
+  readonly remote: SocketAddress = { host: "127.0.0.1", port: 40000 };
+  readonly local: SocketAddress = { host: "127.0.0.1", port: 10086 };
+  handlers: ConnectionHandlers | undefined;
+  readonly writes: Uint8Array[] = [];
+  /** What `write` returns: `false` simulates a full socket. */
+  accepting = true;
+  /** Bytes the fake pretends the OS has not taken yet. */
+  pending = 0;
+  ended = false;
+  aborted = false;
+  paused = false;
+  pauseCalls = 0;
+  noDelay: boolean | undefined;
+  /** How many times onClose was delivered. */
+  closeEvents = 0;
+  /** Calls made after close (write, end...), which must be harmless. */
+  callsAfterClose = 0;
+
+  start(handlers: ConnectionHandlers): void {
+    this.handlers = handlers;
+  }
+
+  write(bytes: Uint8Array): boolean {
+    if (this.closeEvents > 0) {
+      this.callsAfterClose++;
+      return false;
+    }
+    this.writes.push(bytes);
+    if (!this.accepting) this.pending += bytes.length;
+    return this.accepting;
+  }
+
+  get backlog(): number {
+    return this.pending;
+  }
+
+  end(): void {
+    if (this.closeEvents > 0) this.callsAfterClose++;
+    this.ended = true;
+  }
+
+  abort(): void {
+    if (this.aborted || this.closeEvents > 0) return;
+    this.aborted = true;
+    this.pending = 0;
+    queueMicrotask(() => this.close());
+  }
+
+  pause(): void {
+    if (!this.paused) this.pauseCalls++;
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+  }
+
+  setNoDelay(noDelay: boolean): void {
+    this.noDelay = noDelay;
+  }
+
+  // ---- driving the session ----
+
+  receive(bytes: Uint8Array): void {
+    this.handlers!.onData(bytes);
+  }
+
+  peerEnd(): void {
+    this.handlers!.onEnd();
+  }
+
+  /** The OS took everything: backlog empty, drain fires. */
+  drain(): void {
+    this.pending = 0;
+    this.accepting = true;
+    this.handlers!.onDrain();
+  }
+
+  /** Deliver onClose, deliberately without the adapter's once-only guard. */
+  close(error?: Error & { code?: string }): void {
+    this.closeEvents++;
+    this.handlers!.onClose(error);
+  }
+
+  /** All bytes written so far, joined. */
+  written(): Uint8Array {
+    const total = this.writes.reduce((n, w) => n + w.length, 0);
+    const out = new Uint8Array(total);
+    let offset = 0;
+    for (const w of this.writes) {
+      out.set(w, offset);
+      offset += w.length;
+    }
+    return out;
+  }
+}
+
+/** A system error with a code, as adapters report them. */
+export function systemError(code: string): Error & { code: string } {
+  const error = new Error(`simulated ${code}`) as Error & { code: string };
+  error.code = code;
+  return error;
+}
+
+/** A clock that only moves when the test says so. */
+export class FakeClock implements Clock {
+  #now = 0;
+  #timers = new Map<number, { at: number; callback: () => void }>();
+  #next = 1;
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(callback: () => void, ms: number): TimerHandle {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.#now + ms, callback });
+    return id;
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    this.#timers.delete(handle as number);
+  }
+
+  /** Timers not yet fired. */
+  get pendingTimers(): number {
+    return this.#timers.size;
+  }
+
+  /** Move time forward, firing due timers in order. */
+  advance(ms: number): void {
+    const target = this.#now + ms;
+    for (;;) {
+      let dueId: number | undefined;
+      let due: { at: number; callback: () => void } | undefined;
+      for (const [id, timer] of this.#timers) {
+        if (timer.at <= target && (due === undefined || timer.at < due.at)) {
+          dueId = id;
+          due = timer;
+        }
+      }
+      if (due === undefined || dueId === undefined) break;
+      this.#timers.delete(dueId);
+      this.#now = due.at;
+      due.callback();
+    }
+    this.#now = target;
+  }
+}

@@ -1,0 +1,326 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { type CloseReason, encodeFrame, FrameDecoder, FrameLayout, type Request } from "../mod.ts";
+import {
+  type ResolvedSessionOptions,
+  resolveSessionOptions,
+  type Session,
+  type SessionOptions,
+  type SessionOwner,
+  TransportSession,
+} from "../src/session.ts";
+import { deferred } from "./_async.ts";
+import { FakeClock, FakeConnection, systemError } from "./_fake_connection.ts";
+
+const utf8 = new TextEncoder();
+const text = new TextDecoder();
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+function frame(id: number, body: string): Uint8Array {
+  return encodeFrame(id, utf8.encode(body));
+}
+
+/** Let queued microtasks (the flush) run. */
+async function turn(): Promise<void> {
+  await new Promise<void>((resolve) => setTimeout(resolve, 0));
+}
+
+interface Harness {
+  connection: FakeConnection;
+  session: TransportSession;
+  clock: FakeClock;
+  closes: Array<{ reason: CloseReason; error?: Error }>;
+  errors: unknown[];
+  /** Frames the session wrote, decoded. */
+  sent(): string[];
+}
+
+function harness(
+  handler: (request: Request) => void | Promise<void>,
+  options: SessionOptions = {},
+  layout: FrameLayout = FrameLayout.DEFAULT,
+  onError?: (error: unknown, request: Request) => void,
+): Harness {
+  const connection = new FakeConnection();
+  const clock = new FakeClock();
+  const closes: Array<{ reason: CloseReason; error?: Error }> = [];
+  const errors: unknown[] = [];
+  const owner: SessionOwner = {
+    dispatch: handler,
+    handlerError: (error, request) => {
+      errors.push(error);
+      onError?.(error, request);
+    },
+    closed: (_session: Session, reason, error) => {
+      closes.push(error === undefined ? { reason } : { reason, error });
+    },
+  };
+  const resolved: ResolvedSessionOptions = resolveSessionOptions({ ...options, clock });
+  const session = new TransportSession(connection, layout, resolved, owner);
+  session.start();
+  return {
+    connection,
+    session,
+    clock,
+    closes,
+    errors,
+    sent: () => new FrameDecoder(layout).push(connection.written()).map((f) => `${f.id}:${text.decode(f.body)}`),
+  };
+}
+
+const echo = (request: Request): void => {
+  request.reply(request.body);
+};
+
+describe("Session", () => {
+  it("answers every frame of a chunk and sends the replies in one write", async () => {
+    const h = harness(echo);
+    h.connection.receive(concat(frame(1, "a"), frame(2, "bb"), frame(3, "")));
+    assert.equal(h.connection.writes.length, 0, "nothing is written before the turn ends");
+    await turn();
+    assert.equal(h.connection.writes.length, 1);
+    assert.deepEqual(h.sent(), ["1:a", "2:bb", "3:"]);
+    assert.equal(h.session.counters.framesIn, 3);
+    assert.equal(h.session.counters.framesOut, 3);
+  });
+
+  it("keeps replies in request order when an earlier handler is async", async () => {
+    const gate = deferred();
+    const h = harness(async (request) => {
+      if (request.id === 1) await gate.promise;
+      request.reply(`reply ${request.id}`);
+    });
+    h.connection.receive(concat(frame(1, ""), frame(2, ""), frame(3, "")));
+    await turn();
+    assert.deepEqual(h.sent(), [], "replies 2 and 3 wait for request 1");
+    assert.equal(h.session.pendingRequests, 3);
+    gate.resolve();
+    await turn();
+    assert.deepEqual(h.sent(), ["1:reply 1", "2:reply 2", "3:reply 3"]);
+    assert.equal(h.session.pendingRequests, 0);
+  });
+
+  it("sends a synchronous reply at once when nothing earlier is pending", async () => {
+    const h = harness((request) => {
+      request.reply("first");
+      request.reply("second", 9);
+    });
+    h.connection.receive(frame(4, "x"));
+    await turn();
+    assert.deepEqual(h.sent(), ["4:first", "9:second"]);
+  });
+
+  it("reports a throwing handler and goes on with later frames", async () => {
+    const h = harness((request) => {
+      if (request.id === 1) throw new Error("boom");
+      request.reply("ok");
+    }, {}, FrameLayout.DEFAULT, (_error, request) => request.reply("sorry", 65535));
+    h.connection.receive(concat(frame(1, ""), frame(2, "")));
+    await turn();
+    assert.equal((h.errors[0] as Error).message, "boom");
+    assert.deepEqual(h.sent(), ["65535:sorry", "2:ok"]);
+    assert.equal(h.session.state, "open");
+  });
+
+  it("keeps an async handler's error reply in its place in the order", async () => {
+    const gate = deferred();
+    const h = harness(async (request) => {
+      if (request.id === 1) {
+        await gate.promise;
+        throw new Error("late failure");
+      }
+      request.reply("fine");
+    }, {}, FrameLayout.DEFAULT, (_error, request) => request.reply("error", 65535));
+    h.connection.receive(concat(frame(1, ""), frame(2, "")));
+    gate.resolve();
+    await turn();
+    assert.deepEqual(h.sent(), ["65535:error", "2:fine"]);
+  });
+
+  describe("close", () => {
+    it("closes exactly once when a read error and a write error arrive together", async () => {
+      const h = harness(echo);
+      h.connection.receive(frame(1, "x"));
+      h.connection.close(systemError("ECONNRESET"));
+      h.connection.close(systemError("EPIPE"));
+      h.session.beginClose("error", false);
+      h.session.close();
+      await turn();
+      assert.deepEqual(h.closes.map((c) => c.reason), ["reset"]);
+      assert.equal(h.session.state, "closed");
+      assert.equal(h.session.closeReason, "reset");
+    });
+
+    it("reports one reason when the application closes during shutdown", async () => {
+      const h = harness(echo);
+      h.session.beginClose("server-shutdown", true);
+      h.session.close();
+      h.session.beginClose("closed-by-app", false);
+      assert.equal(h.session.closeReason, "server-shutdown");
+      await turn();
+      h.connection.close(systemError("ECONNRESET"));
+      assert.deepEqual(h.closes.map((c) => c.reason), ["server-shutdown"]);
+    });
+
+    it("does not write, dispatch or report after it closed", async () => {
+      let calls = 0;
+      const h = harness((request) => {
+        calls++;
+        request.reply("x");
+      });
+      h.connection.close();
+      h.connection.receive(frame(1, "late"));
+      assert.equal(h.session.send(2, "push"), false);
+      await turn();
+      assert.equal(calls, 0);
+      assert.equal(h.connection.writes.length, 0);
+      assert.deepEqual(h.closes.map((c) => c.reason), ["peer-closed"]);
+    });
+
+    it("flushes the replies to frames before a too-large one, sends nothing for it, then closes", async () => {
+      const seen: number[] = [];
+      const h = harness((request) => {
+        seen.push(request.id);
+        request.reply(request.body);
+      }, {}, new FrameLayout({ maxBody: 8 }));
+      h.connection.receive(concat(encodeFrame(1, utf8.encode("ok")), utf8.encode("\x00\x02\x00\x09"), new Uint8Array(9)));
+      assert.deepEqual(seen, [1]);
+      assert.equal(h.session.state, "closing");
+      assert.equal(h.session.closeReason, "frame-too-large");
+      await turn();
+      assert.deepEqual(h.sent(), ["1:ok"]);
+      assert.equal(h.connection.ended, true, "half-closed after the flush");
+      h.connection.receive(frame(3, "ignored while closing"));
+      h.connection.close();
+      assert.deepEqual(seen, [1]);
+      assert.deepEqual(h.closes.map((c) => c.reason), ["frame-too-large"]);
+    });
+
+    it("on the peer's half-close delivers every reply owed, then ends and reports peer-closed", async () => {
+      const gate = deferred();
+      const h = harness(async (request) => {
+        await gate.promise;
+        request.reply("done");
+      });
+      h.connection.receive(frame(1, ""));
+      h.connection.peerEnd();
+      await turn();
+      assert.equal(h.connection.ended, false, "waits for the pending handler");
+      gate.resolve();
+      await turn();
+      assert.deepEqual(h.sent(), ["1:done"]);
+      assert.equal(h.connection.ended, true);
+      h.connection.close();
+      assert.deepEqual(h.closes.map((c) => c.reason), ["peer-closed"]);
+    });
+
+    it("aborts when the peer does not close within the linger timeout", async () => {
+      const h = harness(echo, { lingerTimeout: 1000 });
+      h.session.close();
+      assert.equal(h.connection.ended, true);
+      h.clock.advance(999);
+      assert.equal(h.connection.aborted, false);
+      h.clock.advance(1);
+      assert.equal(h.connection.aborted, true);
+      await turn();
+      assert.deepEqual(h.closes.map((c) => c.reason), ["closed-by-app"]);
+      assert.equal(h.clock.pendingTimers, 0);
+    });
+
+    it("cancels the linger timer when the connection closes in time", async () => {
+      const h = harness(echo, { lingerTimeout: 1000 });
+      h.session.close();
+      h.connection.close();
+      assert.equal(h.clock.pendingTimers, 0);
+    });
+  });
+
+  describe("backpressure", () => {
+    it("stops reading above the high-water mark and resumes only below the low one", async () => {
+      const h = harness(echo, { highWaterMark: 100, lowWaterMark: 40 });
+      h.connection.accepting = false;
+      h.connection.receive(frame(1, "x".repeat(150)));
+      await turn();
+      assert.equal(h.connection.paused, true, "paused over the high mark");
+      assert.equal(h.session.queuedBytes, 154);
+      h.connection.pending = 60; // the OS took some: still above the low mark
+      h.connection.handlers!.onDrain();
+      assert.equal(h.connection.paused, true, "hysteresis: not below the low mark yet");
+      h.connection.drain();
+      assert.equal(h.connection.paused, false);
+      assert.equal(h.session.queuedBytes, 0);
+    });
+
+    it("waits for drain before the next write, then sends everything queued in one write", async () => {
+      const h = harness(echo);
+      h.connection.accepting = false;
+      h.connection.receive(frame(1, "a"));
+      await turn();
+      h.connection.receive(frame(2, "b"));
+      h.connection.receive(frame(3, "c"));
+      await turn();
+      assert.equal(h.connection.writes.length, 1, "one flush at a time");
+      h.connection.drain();
+      assert.equal(h.connection.writes.length, 2);
+      assert.deepEqual(h.sent(), ["1:a", "2:b", "3:c"]);
+    });
+
+    it("closes with slow-consumer when a push finds the queue over the hard limit", async () => {
+      const h = harness(echo, { highWaterMark: 100, lowWaterMark: 50, hardLimit: 200 });
+      h.connection.accepting = false;
+      assert.equal(h.session.send(5, "x".repeat(150)), true);
+      await turn();
+      assert.equal(h.session.send(5, "y".repeat(60)), false);
+      assert.equal(h.session.closeReason, "slow-consumer");
+      assert.equal(h.connection.aborted, true);
+      await turn();
+      assert.deepEqual(h.closes.map((c) => c.reason), ["slow-consumer"]);
+    });
+
+    it("does not apply the hard limit to replies", async () => {
+      const h = harness(echo, { highWaterMark: 100, lowWaterMark: 50, hardLimit: 200 });
+      h.connection.accepting = false;
+      h.connection.receive(concat(frame(1, "x".repeat(150)), frame(2, "y".repeat(150))));
+      await turn();
+      assert.equal(h.session.state, "open");
+      assert.equal(h.connection.paused, true);
+    });
+
+    it("stops reading while too many async handlers are pending", async () => {
+      const gate = deferred();
+      const h = harness(async (request) => {
+        await gate.promise;
+        request.reply("");
+      }, { maxPendingRequests: 4 });
+      h.connection.receive(concat(frame(1, ""), frame(2, ""), frame(3, ""), frame(4, "")));
+      assert.equal(h.connection.paused, true);
+      gate.resolve();
+      await turn();
+      assert.equal(h.connection.paused, false);
+      assert.deepEqual(h.sent(), ["1:", "2:", "3:", "4:"]);
+    });
+  });
+
+  it("rejects a reply body over maxBody with FrameTooLargeError", () => {
+    const h = harness((request) => {
+      request.reply(new Uint8Array(9));
+    }, {}, new FrameLayout({ maxBody: 8 }));
+    h.connection.receive(frame(1, ""));
+    assert.equal((h.errors[0] as Error).name, "FrameTooLargeError");
+  });
+
+  it("checks its options and names the bad one", () => {
+    assert.throws(() => resolveSessionOptions({ highWaterMark: -1 }), /Invalid option "highWaterMark"/);
+    assert.throws(() => resolveSessionOptions({ highWaterMark: 10, lowWaterMark: 20 }), /Invalid option "lowWaterMark": 20 exceeds highWaterMark 10/);
+    assert.throws(() => resolveSessionOptions({ highWaterMark: 100, hardLimit: 50 }), /Invalid option "hardLimit"/);
+  });
+});
