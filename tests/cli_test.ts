@@ -1,0 +1,214 @@
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { encodeFrame, FrameDecoder } from "../mod.ts";
+import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
+import type { Connection } from "../src/transport/types.ts";
+import { deferred, sleep, until, within } from "./_async.ts";
+import { type Child, runToEnd, runtimeCommand, start, stopAll } from "./_processes.ts";
+
+const RUNTIME = detectRuntime();
+const CLI = runtimeCommand(RUNTIME, "src/cli.ts");
+const utf8 = new TextEncoder();
+const text = new TextDecoder();
+
+after(stopAll);
+
+async function startServe(...args: string[]): Promise<{ child: Child; port: number }> {
+  const child = start([...CLI, "serve", "--port", "0", ...args]);
+  const match = await child.waitFor(/^listening on 127\.0\.0\.1:(\d+)$/m, 20_000);
+  return { child, port: Number(match[1]) };
+}
+
+function assertOneLineError(result: { code: number | null; stdout: string; stderr: string }, pattern: RegExp): void {
+  assert.notEqual(result.code, 0, "non-zero exit");
+  const lines = result.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, `one line on stderr, got: ${result.stderr}`);
+  assert.match(lines[0]!, pattern);
+  assert.doesNotMatch(result.stderr, /^\s+at /m, "no stack trace");
+  assert.equal(result.stdout, "");
+}
+
+describe(`command line on ${RUNTIME}`, () => {
+  it("prints the version for the program and for each command", async () => {
+    for (const args of [["--version"], ["serve", "--version"], ["send", "--version"]]) {
+      const result = await runToEnd([...CLI, ...args]);
+      assert.equal(result.code, 0);
+      assert.match(result.stdout, /^tlvkit \d+\.\d+\.\d+\n$/);
+    }
+  });
+
+  it("prints help for the program and for each command, listing every option", async () => {
+    const top = await runToEnd([...CLI, "--help"]);
+    assert.equal(top.code, 0);
+    assert.match(top.stdout, /serve/);
+    const serve = await runToEnd([...CLI, "serve", "--help"]);
+    assert.equal(serve.code, 0);
+    for (const option of ["--host", "--port", "--max-body", "--drain-timeout", "--log-level", "--id-bytes", "--length-bytes", "--little-endian"]) {
+      assert.ok(serve.stdout.includes(option), `serve --help lists ${option}`);
+    }
+    const send = await runToEnd([...CLI, "send", "--help"]);
+    for (const option of ["--id", "--data", "--json", "--hex", "--count"]) {
+      assert.ok(send.stdout.includes(option), `send --help lists ${option}`);
+    }
+  });
+
+  const badArgs: Array<[string[], RegExp]> = [
+    [[], /^tlvkit: missing command/],
+    [["launch"], /^tlvkit: unknown command "launch"/],
+    [["serve", "--bogus"], /^tlvkit serve: unknown option --bogus/],
+    [["serve", "--port", "abc"], /^tlvkit serve: --port must be an integer from 0 to 65535, got "abc"/],
+    [["serve", "--port", "70000"], /^tlvkit serve: --port must be an integer from 0 to 65535, got 70000/],
+    [["serve", "--port"], /^tlvkit serve: option --port needs a value/],
+    [["serve", "--max-body", "65536"], /^tlvkit serve: --max-body 65536 exceeds 65535, the largest a 2-byte length field holds/],
+    [["serve", "--max-body", "-1"], /^tlvkit serve: /],
+    [["serve", "--log-level", "loud"], /^tlvkit serve: --log-level must be one of error, warn, info, debug, got "loud"/],
+    [["serve", "--id-bytes", "3"], /^tlvkit serve: --id-bytes must be one of 0, 1, 2, 4, got "3"/],
+    [["serve", "--drain-timeout", "soon"], /^tlvkit serve: --drain-timeout must be a number of seconds/],
+    [["serve", "extra"], /^tlvkit serve: unexpected argument "extra"/],
+    [["send", "--data", "a", "--hex", "00"], /^tlvkit send: use only one of --data, --json, --hex/],
+    [["send", "--hex", "xyz"], /^tlvkit send: --hex must be pairs of hex digits/],
+    [["send", "--id", "65536"], /^tlvkit send: --id must be an integer from 0 to 65535/],
+  ];
+  for (const [args, pattern] of badArgs) {
+    it(`rejects \`${["tlvkit", ...args].join(" ")}\` with one clear line and a non-zero exit`, async () => {
+      assertOneLineError(await runToEnd([...CLI, ...args]), pattern);
+    });
+  }
+
+  it("reports a port already in use in one line", async () => {
+    const { port } = await startServe();
+    const result = await runToEnd([...CLI, "serve", "--port", String(port)]);
+    assertOneLineError(result, new RegExp(`^tlvkit serve: Cannot listen on 127\\.0\\.0\\.1:${port}: address already in use`));
+  });
+
+  it("reports a refused connection in one line", async () => {
+    const { child, port } = await startServe();
+    child.kill("SIGKILL");
+    await child.exited;
+    const result = await runToEnd([...CLI, "send", "--port", String(port), "--data", "x"]);
+    assertOneLineError(result, new RegExp(`^tlvkit send: Cannot connect to 127\\.0\\.0\\.1:${port}: connection refused`));
+  });
+
+  it("serves: prints only the listening line on stdout, answers send, logs to stderr", async () => {
+    const { child, port } = await startServe();
+    const hello = await runToEnd([...CLI, "send", "--port", String(port), "--json", '{"id":5,"data":"hi"}']);
+    assert.equal(hello.code, 0, hello.stderr);
+    assert.equal(hello.stdout, 'id=5 length=57 text={"id":5,"data":"server has received msg, msg data is hi"}\n');
+    const echo = await runToEnd([...CLI, "send", "--port", String(port), "--id", "7", "--hex", "00ff10", "--count", "2"]);
+    assert.equal(echo.code, 0, echo.stderr);
+    assert.equal(echo.stdout, "id=7 length=3 hex=00ff10\nid=7 length=3 hex=00ff10\n");
+    child.kill("SIGTERM");
+    const { code } = await within(child.exited, 10_000, "serve to exit");
+    assert.equal(code, 0);
+    assert.equal(child.stdout, `listening on 127.0.0.1:${port}\n`);
+    assert.match(child.stderr, /INFO +tlvkit .* serving on 127\.0\.0\.1:\d+/);
+    assert.match(child.stderr, /INFO +stopped/);
+    assert.doesNotMatch(child.stderr, /DEBUG/);
+  });
+
+  it("speaks another layout when asked (length-only, 4-byte little-endian lengths)", async () => {
+    const { child, port } = await startServe("--id-bytes", "0", "--length-bytes", "4", "--little-endian");
+    const result = await runToEnd([...CLI, "send", "--port", String(port), "--id-bytes", "0", "--length-bytes", "4", "--little-endian", "--data", "legacy"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, "id=0 length=6 text=legacy\n");
+    child.kill("SIGTERM");
+    await child.exited;
+  });
+
+  it("on SIGTERM delivers the reply to every frame it received, closes with server-shutdown and exits 0", async () => {
+    const { child, port } = await startServe("--log-level", "debug", "--drain-timeout", "10");
+    const transport = await loadTransport();
+    const conn: Connection = await transport.connect({ host: "127.0.0.1", port });
+    const chunks: Uint8Array[] = [];
+    const closed = deferred();
+    let resetSeen = false;
+    conn.start({
+      onData: (chunk) => chunks.push(chunk),
+      onEnd: () => conn.end(),
+      onDrain: () => {},
+      onClose: (error) => {
+        if (error) resetSeen = true;
+        closed.resolve();
+      },
+    });
+    try {
+      // Pipeline frames without reading, so replies are still queued at the signal.
+      conn.pause();
+      const frame = encodeFrame(7, utf8.encode("x".repeat(200)));
+      for (let i = 0; i < 3000; i++) conn.write(frame);
+      await sleep(300);
+      child.kill("SIGTERM");
+      await sleep(100);
+      conn.resume();
+      await within(closed.promise, 15_000, "the server to close the connection");
+      const { code } = await within(child.exited, 15_000, "serve to exit");
+      assert.equal(code, 0, child.stderr);
+      const frames = new FrameDecoder().push(new Uint8Array(chunks.flatMap((c) => [...c])));
+      const close = /session \d+ closed: server-shutdown \[frames in (\d+), out (\d+)\]/.exec(child.stderr);
+      assert.ok(close, `a server-shutdown close in the log: ${child.stderr}`);
+      assert.equal(Number(close[1]), Number(close[2]), "every frame received was answered");
+      assert.equal(frames.length, Number(close[2]), "every reply sent arrived");
+      assert.ok(frames.length > 0);
+      assert.equal(resetSeen, false, "closed cleanly, not reset");
+      assert.ok(frames.every((f) => f.id === 7 && f.body.length === 200));
+    } finally {
+      conn.abort();
+    }
+  });
+
+  it("exits at once, non-zero, on a second signal", async () => {
+    const { child, port } = await startServe("--drain-timeout", "60");
+    const transport = await loadTransport();
+    const conn = await transport.connect({ host: "127.0.0.1", port });
+    conn.start({ onData: () => {}, onEnd: () => {}, onDrain: () => {}, onClose: () => {} });
+    try {
+      conn.pause();
+      // Enough replies that they cannot all be flushed to a peer that does not read.
+      const frame = encodeFrame(9, new Uint8Array(60_000));
+      for (let i = 0; i < 200; i++) conn.write(frame);
+      await sleep(500);
+      child.kill("SIGTERM");
+      await sleep(300);
+      assert.equal(child.process.exitCode, null, "still draining after the first signal");
+      child.kill("SIGINT");
+      const { code } = await within(child.exited, 5000, "exit after the second signal");
+      assert.notEqual(code, 0);
+    } finally {
+      conn.abort();
+    }
+  });
+
+  it("handles SIGINT even when started with SIGINT ignored", async () => {
+    const command = [...CLI, "serve", "--port", "0"].map((part) => `'${part}'`).join(" ");
+    const child = start(["trap", "''", "INT;", "exec", command], { shell: true });
+    await child.waitFor(/^listening on 127\.0\.0\.1:\d+$/m, 20_000);
+    child.kill("SIGINT");
+    const { code } = await within(child.exited, 10_000, "exit on SIGINT");
+    assert.equal(code, 0, child.stderr);
+  });
+
+  it("answers a send of 1,000 frames with --count", async () => {
+    const { child, port } = await startServe();
+    const result = await runToEnd([...CLI, "send", "--port", String(port), "--id", "3", "--data", "many", "--count", "1000"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim().split("\n").length, 1000);
+    child.kill("SIGTERM");
+    await child.exited;
+  });
+
+  it("keeps serving while one peer sends a too-large frame", async () => {
+    const { child, port } = await startServe("--max-body", "100");
+    const transport = await loadTransport();
+    const bad = await transport.connect({ host: "127.0.0.1", port });
+    const closed = deferred();
+    bad.start({ onData: () => {}, onEnd: () => bad.end(), onDrain: () => {}, onClose: () => closed.resolve() });
+    bad.write(Uint8Array.of(0, 1, 0, 101));
+    await within(closed.promise, 10_000, "the offending session to close");
+    const result = await runToEnd([...CLI, "send", "--port", String(port), "--data", "ok", "--max-body", "100"]);
+    assert.equal(result.code, 0);
+    assert.match(child.stderr, /frame-too-large/);
+    child.kill("SIGTERM");
+    await until(() => child.process.exitCode !== null, 10_000, "exit");
+    void text;
+  });
+});
