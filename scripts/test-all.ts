@@ -169,7 +169,7 @@ async function main(): Promise<void> {
     results.push(await step("tsc", tool("tsc"), ["--noEmit", "-p", "."]));
     results.push(await step("deno check", tool("deno"), ["check", "mod.ts", "src/", "tests/", "scripts/"]));
     // Every @example in the public API's JSDoc must type-check and run.
-    results.push(await step("examples", tool("deno"), ["test", "--doc", "--allow-read", "--quiet", "mod.ts", "src/"]));
+    results.push(await step("examples", tool("deno"), ["test", "--doc", "--allow-read", "--allow-net", "--quiet", "mod.ts", "src/"]));
   }
   if (!parsed.values["check-only"]) {
     if (only.includes("node")) {
