@@ -9,6 +9,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type { RuntimeName } from "../src/transport/types.ts";
 import { deferred, within } from "./_async.ts";
@@ -76,7 +77,16 @@ export function start(command: string[], options: { shell?: boolean } = {}): Chi
       }
     },
     kill(signal: NodeJS.Signals = "SIGTERM"): void {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      // process.kill rather than child.kill: Deno's node:child_process reports a
+      // child it was asked to kill as killed by that signal even when the child
+      // handled it and exited 0, hiding the exit status under test.
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        try {
+          process.kill(child.pid, signal);
+        } catch {
+          // already gone
+        }
+      }
     },
   };
   child.stdout!.setEncoding("utf8");
