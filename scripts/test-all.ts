@@ -168,6 +168,8 @@ async function main(): Promise<void> {
   if (!parsed.values["no-check"]) {
     results.push(await step("tsc", tool("tsc"), ["--noEmit", "-p", "."]));
     results.push(await step("deno check", tool("deno"), ["check", "mod.ts", "src/", "tests/", "scripts/"]));
+    // Every public symbol documented.
+    results.push(await step("doc lint", tool("deno"), ["doc", "--lint", "mod.ts"]));
     // Every @example in the public API's JSDoc must type-check and run.
     results.push(await step("examples", tool("deno"), ["test", "--doc", "--allow-read", "--allow-net", "--quiet", "mod.ts", "src/"]));
   }

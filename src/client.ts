@@ -70,7 +70,11 @@ export interface ClientClose {
 export class ConnectionClosedError extends Error {
   /** Why the connection closed. */
   readonly reason: CloseReason;
-  /** @param reason Why the connection closed. */
+  /**
+   * Build the error.
+   *
+   * @param reason Why the connection closed.
+   */
   constructor(reason: CloseReason) {
     super(`Cannot complete request: connection closed (${reason}) before the reply arrived`);
     this.name = "ConnectionClosedError";
@@ -82,7 +86,11 @@ export class ConnectionClosedError extends Error {
 export class RequestTimeoutError extends Error {
   /** The timeout, in milliseconds. */
   readonly timeout: number;
-  /** @param timeout The timeout in milliseconds. */
+  /**
+   * Build the error.
+   *
+   * @param timeout The timeout in milliseconds.
+   */
   constructor(timeout: number) {
     super(`Cannot complete request: no reply within ${timeout} ms`);
     this.name = "RequestTimeoutError";
@@ -137,7 +145,12 @@ export class Client implements AsyncIterable<Frame> {
   #writable: Array<() => void> = [];
   #isClosed = false;
 
-  /** @internal Use {@link connect}. */
+  /**
+   * Wrap a session as a client. Applications call {@link connect} instead.
+   *
+   * @param transportSession Builds the session, given the client's event sink.
+   * @param options The client options.
+   */
   constructor(transportSession: (owner: SessionOwner) => TransportSession, options: ClientOptions) {
     this.#options = options;
     this.#maxBuffered = options.maxBufferedFrames ?? 1024;

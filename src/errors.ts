@@ -28,6 +28,8 @@ export class FrameTooLargeError extends Error {
   readonly limit: number;
 
   /**
+   * Build the error.
+   *
    * @param length The announced or attempted body length.
    * @param limit The configured `maxBody`.
    * @param action What was being done, for the message (`"accept"` or `"encode"`).
@@ -68,6 +70,8 @@ export class IncompleteFrameError extends Error {
   readonly expected: number | undefined;
 
   /**
+   * Build the error.
+   *
    * @param received Bytes of the frame received so far.
    * @param expected Whole frame size when known.
    */
@@ -105,6 +109,8 @@ export class IncompleteFrameError extends Error {
  */
 export class DecoderFailedError extends Error {
   /**
+   * Build the error.
+   *
    * @param cause The error that failed the decoder.
    */
   constructor(cause: unknown) {

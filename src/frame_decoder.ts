@@ -129,6 +129,8 @@ export class FrameDecoder {
   #hasDeferred = false;
 
   /**
+   * Build a decoder for a layout.
+   *
    * @param layout A layout or layout options; defaults to the tlvkit wire format.
    * @throws {RangeError} When a layout option is out of range.
    */

@@ -40,6 +40,8 @@ export class FrameEncoder {
   readonly #maxId: number;
 
   /**
+   * Build an encoder for a layout.
+   *
    * @param layout A layout or layout options; defaults to the tlvkit wire format.
    * @throws {RangeError} When a layout option is out of range.
    */

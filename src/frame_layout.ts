@@ -134,6 +134,8 @@ export class FrameLayout {
   readonly maxId: number;
 
   /**
+   * Build and validate a layout.
+   *
    * @param options The layout options; omitted fields take their defaults.
    * @throws {RangeError} When an option has a value outside its range; the message names it.
    */

@@ -87,7 +87,11 @@ export interface ServerCloseOptions {
 export class NoHandlerError extends Error {
   /** The message id that had no handler. */
   readonly messageId: number;
-  /** @param messageId The unrouted message id. */
+  /**
+   * Build the error for an unrouted message id.
+   *
+   * @param messageId The unrouted message id.
+   */
   constructor(messageId: number) {
     super(`Cannot handle frame: no handler for message id ${messageId} and no fallback`);
     this.name = "NoHandlerError";
@@ -129,7 +133,14 @@ export class Server {
   #allClosed: (() => void) | undefined;
   readonly #owner: SessionOwner;
 
-  /** @internal Use {@link serve}. */
+  /**
+   * Build an unbound server. Applications call {@link serve} instead, which
+   * validates the options and binds.
+   *
+   * @param options The server options.
+   * @param layout The validated frame layout.
+   * @param sessionOptions The validated session options.
+   */
   constructor(options: ServerOptions, layout: FrameLayout, sessionOptions: ResolvedSessionOptions) {
     this.#options = options;
     this.layout = layout;
@@ -286,7 +297,11 @@ export class Server {
     return this.#closing;
   }
 
-  /** @internal Bind and start accepting. */
+  /**
+   * Bind and start accepting. Called once, by {@link serve}.
+   *
+   * @param transport The socket adapter to listen with.
+   */
   async listen(transport: Transport): Promise<void> {
     const host = this.#options.host ?? "127.0.0.1";
     const port = this.#options.port ?? 10086;
