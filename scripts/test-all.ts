@@ -181,7 +181,7 @@ async function main(): Promise<void> {
       results.push(await step("deno", tool("deno"), ["test", ...DENO_TEST_PERMISSIONS, ...files], "deno"));
     }
     if (only.includes("bun")) {
-      results.push(await step("bun", tool("bun"), ["test", ...files.map((f) => `./${f}`)], "bun"));
+      results.push(await step("bun", tool("bun"), ["test", "--timeout", "120000", ...files.map((f) => `./${f}`)], "bun"));
     }
   }
 

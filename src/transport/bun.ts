@@ -1,0 +1,505 @@
+/**
+ * The Bun adapter: Bun's native TCP API (`Bun.listen`, `Bun.connect`) mapped
+ * onto the {@link Transport} interface. Not `node:net`, which Bun emulates
+ * with more layers in between.
+ *
+ * Bun's quirks handled here (observed on Bun 1.4.5):
+ *
+ * - **Shared handlers.** One handler object serves every socket of a listener
+ *   (and one serves every outgoing connection); the per-socket state, a
+ *   `BunConnection`, lives in `socket.data`, set in `open`.
+ * - **Partial writes are not buffered.** `socket.write` returns how many bytes
+ *   it took (`0` when the kernel buffer is full, `-1` once closed) and drops the
+ *   rest. The adapter keeps the untaken tails in a FIFO and resends them from
+ *   the `drain` handler, in order, before anything written later; while a
+ *   backlog exists new buffers only join the FIFO (no `socket.write` call each)
+ *   and runs of small buffers are coalesced into one write on drain. Bun also
+ *   fires `drain` when nothing was pending (right after `end`, for one), so
+ *   `onDrain` fires only when a backlog reported by `write` has emptied.
+ * - **Received chunks are fresh.** Each `data` call brings a new `Buffer` with
+ *   its own `ArrayBuffer`, never reused, so it is handed on without a copy.
+ * - **Half-close.** Sockets are created with `allowHalfOpen` (otherwise Bun
+ *   closes both ways on the peer's FIN). `socket.end()` closes the whole socket
+ *   (the close handler runs inside the call), so `end()` here uses
+ *   `socket.shutdown()`, which sends FIN and keeps reading; it is deferred until
+ *   the backlog is written. The side that sent FIN first gets no `end` handler
+ *   call when the peer's FIN arrives, only `close` (after the last `data`), so
+ *   `onEnd` is synthesised before `onClose` in that case.
+ * - **Abort.** `socket.terminate()` resets the connection (the peer sees
+ *   `ECONNRESET` even with nothing unread), whereas Node's `destroy()` and
+ *   Deno's `close()` send FIN. `abort()` therefore uses `socket.close()`, which
+ *   closes the descriptor at once like those: the peer sees FIN, or a reset if
+ *   data was left unread.
+ * - **Synchronous close.** `socket.close()` runs the close handler before
+ *   returning; `onClose` is always delivered from a microtask, so it never runs
+ *   inside a call to `abort()`, `write()` or `end()`.
+ * - **Errors.** A reset arrives as the close handler's `error` argument (with
+ *   `code`), not through the error handler. An exception thrown inside a Bun
+ *   handler goes to Bun's error handler and the socket stays open, so the
+ *   adapter catches the caller's exceptions itself: one thrown by `onData`,
+ *   `onEnd` or `onDrain` closes its connection with that error (as the Deno
+ *   adapter does); one thrown by `onClose` or `onConnection` is rethrown from a
+ *   microtask (an uncaught exception, as on Node). Only socket errors reach
+ *   Bun's error handler; the socket is then closed with that error.
+ * - **Binding.** `Bun.listen` throws synchronously (with `code`), mapped to a
+ *   rejection; `exclusive` keeps `SO_REUSEPORT` off so a port in use is
+ *   reported. `stop(false)` stops accepting and keeps open sockets. Bun gives
+ *   JavaScript no accept failures: out of descriptors, pending connections
+ *   stay queued and are accepted once descriptors are free, so
+ *   `onAcceptError` is never called.
+ *
+ * @module
+ */
+
+import type { BunApi, BunSocket, BunSocketHandler, BunTcpListener } from "./_bun_types.ts";
+import { errorCode, socketError, type SocketError } from "./_socket_error.ts";
+import type {
+  Connection,
+  ConnectionHandlers,
+  ConnectOptions,
+  Listener,
+  ListenOptions,
+  SocketAddress,
+  Transport,
+} from "./types.ts";
+
+const bun = (globalThis as unknown as { Bun?: BunApi }).Bun;
+if (typeof bun !== "object" || bun === null) {
+  throw new Error("Using the Bun transport in an incompatible environment: the Bun global is missing");
+}
+const Bun: BunApi = bun;
+
+type Socket = BunSocket<BunConnection | undefined>;
+
+/** Events recorded before {@link Connection.start}: a data chunk or one of these tags. */
+const END = 0;
+const DRAIN = 1;
+const CLOSE = 2;
+type EarlyEvent = Uint8Array | typeof END | typeof DRAIN | typeof CLOSE;
+
+/** Backlogged buffers smaller than this are coalesced, up to this many bytes per write. */
+const COALESCE_LIMIT = 256 * 1024;
+
+function addressOf(host: string | undefined, port: number | undefined): SocketAddress {
+  return { host: (host ?? "").replace(/^::ffff:(?=\d+\.)/, ""), port: port ?? 0 };
+}
+
+function asError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}
+
+/** Throw `error` outside Bun's handlers and any promise chain: an uncaught exception, as on Node. */
+function rethrow(error: unknown): void {
+  queueMicrotask(() => {
+    throw error;
+  });
+}
+
+/** Give a socket error its `code` when the runtime left it out but it can be told. */
+function withCode(error: Error): SocketError {
+  const socketErr: SocketError = error;
+  if (socketErr.code === undefined) {
+    const code = errorCode(error);
+    if (code !== undefined) socketErr.code = code;
+  }
+  return socketErr;
+}
+
+class BunConnection implements Connection {
+  readonly remote: SocketAddress;
+  readonly local: SocketAddress;
+  readonly #socket: Socket;
+  #handlers: ConnectionHandlers | undefined;
+  #early: EarlyEvent[] = [];
+  /** Bytes not yet taken by Bun, oldest first. */
+  #queue: Uint8Array[] = [];
+  #backlog = 0;
+  /** `write` returned `false`: fire `onDrain` once the backlog is empty. */
+  #wantDrain = false;
+  /** `end()` was called: FIN goes out once the backlog is written. */
+  #ending = false;
+  /** FIN was sent (`socket.shutdown()`). */
+  #finSent = false;
+  /** The peer's FIN was reported (Bun's `end` handler). */
+  #gotEnd = false;
+  /** Closed or aborted: methods are no-ops and socket events are swallowed. */
+  #closed = false;
+  /** A handler threw: the connection closes with that error. */
+  #failed = false;
+  /** Bun's close handler ran. */
+  #bunClosed = false;
+  /** Delivery of `onClose` is settled (queued or recorded). */
+  #finished = false;
+  #closeFired = false;
+  #endBeforeClose = false;
+  #closeError: SocketError | undefined;
+  /** An error reported by Bun's error handler, reported at close. */
+  #error: SocketError | undefined;
+
+  constructor(socket: Socket, localHost: string) {
+    this.#socket = socket;
+    this.remote = addressOf(socket.remoteAddress, socket.remotePort);
+    this.local = addressOf(socket.localAddress || localHost, socket.localPort);
+    socket.setNoDelay(true);
+  }
+
+  /**
+   * Bun's handlers, one object per listener (or for all outgoing connections),
+   * dispatching to the connection kept in `socket.data`.
+   */
+  static handlers(onOpen: (socket: Socket) => void): BunSocketHandler<BunConnection | undefined> {
+    return {
+      open: onOpen,
+      data(socket, chunk) {
+        const connection = socket.data;
+        if (connection !== undefined) connection.#onData(chunk);
+      },
+      drain(socket) {
+        const connection = socket.data;
+        if (connection !== undefined) connection.#flush();
+      },
+      end(socket) {
+        const connection = socket.data;
+        if (connection !== undefined) connection.#onEnd();
+      },
+      close(socket, error) {
+        const connection = socket.data;
+        if (connection !== undefined) connection.#onBunClose(error);
+      },
+      error(socket, error) {
+        const connection = socket.data;
+        if (connection !== undefined) connection.#onBunError(error);
+      },
+    };
+  }
+
+  start(handlers: ConnectionHandlers): void {
+    if (this.#handlers) throw new Error("Cannot start a connection twice");
+    this.#handlers = handlers;
+    const early = this.#early;
+    this.#early = [];
+    const closedEarly = early.includes(CLOSE);
+    for (const event of early) {
+      if (event === CLOSE || this.#failed || (this.#closed && !closedEarly)) {
+        // A handler that threw, or called abort(), ends the replay; the close (queued here, or by
+        // #fail or abort() for a microtask) reports it.
+        if (closedEarly) this.#fireClose();
+        break;
+      }
+      if (event === END) this.#emitEnd(handlers);
+      else if (event === DRAIN) this.#emitDrain(handlers);
+      else this.#emitData(handlers, event);
+    }
+  }
+
+  get backlog(): number {
+    return this.#closed ? 0 : this.#backlog;
+  }
+
+  write(bytes: Uint8Array): boolean {
+    if (this.#closed || this.#ending) return false;
+    const length = bytes.length;
+    if (this.#backlog > 0) {
+      this.#queue.push(bytes);
+      this.#backlog += length;
+      this.#wantDrain = true;
+      return false;
+    }
+    if (length === 0) return true;
+    const taken = this.#socket.write(bytes);
+    if (taken === length) return true;
+    // -1: the socket is closed; its close handler runs (or ran) and settles everything.
+    if (taken < 0 || this.#closed) return false;
+    this.#queue.push(taken === 0 ? bytes : bytes.subarray(taken));
+    this.#backlog += length - taken;
+    this.#wantDrain = true;
+    return false;
+  }
+
+  end(): void {
+    if (this.#closed || this.#ending) return;
+    this.#ending = true;
+    if (this.#backlog === 0) this.#sendFin();
+  }
+
+  abort(): void {
+    if (this.#closed) return;
+    this.#discardBacklog();
+    this.#finish(undefined, false);
+    // Runs Bun's close handler before returning; everything is settled already.
+    this.#socket.close();
+  }
+
+  pause(): void {
+    if (!this.#closed) this.#socket.pause();
+  }
+
+  resume(): void {
+    if (!this.#closed) this.#socket.resume();
+  }
+
+  setNoDelay(noDelay: boolean): void {
+    if (!this.#closed) this.#socket.setNoDelay(noDelay);
+  }
+
+  #onData(chunk: Uint8Array): void {
+    if (this.#closed) return;
+    const handlers = this.#handlers;
+    if (handlers === undefined) this.#early.push(chunk);
+    else this.#emitData(handlers, chunk);
+  }
+
+  #onEnd(): void {
+    if (this.#closed || this.#gotEnd) return;
+    this.#gotEnd = true;
+    const handlers = this.#handlers;
+    if (handlers === undefined) this.#early.push(END);
+    else this.#emitEnd(handlers);
+  }
+
+  #emitData(handlers: ConnectionHandlers, chunk: Uint8Array): void {
+    try {
+      handlers.onData(chunk);
+    } catch (error) {
+      this.#fail(asError(error));
+    }
+  }
+
+  #emitEnd(handlers: ConnectionHandlers): void {
+    try {
+      handlers.onEnd();
+    } catch (error) {
+      this.#fail(asError(error));
+    }
+  }
+
+  #emitDrain(handlers: ConnectionHandlers): void {
+    try {
+      handlers.onDrain();
+    } catch (error) {
+      this.#fail(asError(error));
+    }
+  }
+
+  /** A handler threw: close the connection with that error. */
+  #fail(error: Error): void {
+    if (this.#failed || this.#closeFired) {
+      rethrow(error);
+      return;
+    }
+    this.#failed = true;
+    if (this.#finished) {
+      // Already closing (the close waits in the early queue): report the handler's error unless there is one.
+      if (this.#closeError === undefined) this.#closeError = error;
+      else rethrow(error);
+      return;
+    }
+    this.#discardBacklog();
+    this.#finish(error, false);
+    this.#socket.close();
+  }
+
+  /** Hand the backlog to Bun (on `drain`), then send a pending FIN and report the drain. */
+  #flush(): void {
+    if (this.#closed) return;
+    const queue = this.#queue;
+    let head = 0;
+    while (head < queue.length) {
+      let chunk = queue[head]!;
+      if (chunk.length < COALESCE_LIMIT && head + 1 < queue.length) {
+        // Coalesce a run of small buffers: one Bun write instead of many.
+        let last = head;
+        let total = chunk.length;
+        while (last + 1 < queue.length && total + queue[last + 1]!.length <= COALESCE_LIMIT) {
+          last++;
+          total += queue[last]!.length;
+        }
+        if (last > head) {
+          const merged = new Uint8Array(total);
+          let offset = 0;
+          for (let i = head; i <= last; i++) {
+            const part = queue[i]!;
+            merged.set(part, offset);
+            offset += part.length;
+          }
+          head = last;
+          queue[head] = merged;
+          chunk = merged;
+        }
+      }
+      const taken = this.#socket.write(chunk);
+      if (this.#closed) return;
+      if (taken < chunk.length) {
+        if (taken > 0) {
+          queue[head] = chunk.subarray(taken);
+          this.#backlog -= taken;
+        }
+        if (head > 0) queue.splice(0, head);
+        return; // Bun calls drain again once the socket takes more.
+      }
+      this.#backlog -= taken;
+      head++;
+    }
+    queue.length = 0;
+    this.#backlog = 0;
+    if (this.#ending && !this.#finSent) this.#sendFin();
+    if (this.#wantDrain && !this.#closed) {
+      this.#wantDrain = false;
+      const handlers = this.#handlers;
+      if (handlers === undefined) this.#early.push(DRAIN);
+      else this.#emitDrain(handlers);
+    }
+  }
+
+  #sendFin(): void {
+    this.#finSent = true;
+    this.#socket.shutdown();
+  }
+
+  #discardBacklog(): void {
+    this.#queue = [];
+    this.#backlog = 0;
+    this.#wantDrain = false;
+  }
+
+  #onBunError(error: Error): void {
+    // Only socket errors get here: exceptions from the caller's handlers are caught in #call.
+    if (this.#closed) return;
+    this.#error ??= withCode(error);
+    this.#socket.close();
+  }
+
+  #onBunClose(error: Error | undefined): void {
+    if (this.#bunClosed) return;
+    this.#bunClosed = true;
+    if (this.#finished) return;
+    this.#discardBacklog();
+    const failure = error !== undefined ? withCode(error) : this.#error;
+    // After our FIN, Bun reports the peer's FIN only as this close: report it as end first.
+    this.#finish(failure, failure === undefined && this.#finSent && !this.#gotEnd);
+  }
+
+  /** Settle the close: queue `onClose` (after a synthesised `onEnd`) for a microtask, or for `start`. */
+  #finish(error: SocketError | undefined, withEnd: boolean): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#closed = true;
+    this.#closeError = error;
+    if (this.#handlers === undefined) {
+      if (withEnd) this.#early.push(END);
+      this.#early.push(CLOSE);
+    } else {
+      this.#endBeforeClose = withEnd;
+      queueMicrotask(() => this.#fireClose());
+    }
+  }
+
+  #fireClose(): void {
+    if (this.#closeFired) return;
+    this.#closeFired = true;
+    const handlers = this.#handlers!;
+    if (this.#endBeforeClose) {
+      try {
+        handlers.onEnd();
+      } catch (error) {
+        rethrow(error);
+      }
+    }
+    try {
+      handlers.onClose(this.#closeError);
+    } catch (error) {
+      rethrow(error);
+    }
+  }
+}
+
+class BunListener implements Listener {
+  readonly address: SocketAddress;
+  readonly #server: BunTcpListener;
+  #closing: Promise<void> | undefined;
+
+  constructor(server: BunTcpListener, host: string) {
+    this.#server = server;
+    const bound: { address?: string; port?: number } = {};
+    try {
+      server.getsockname?.(bound);
+    } catch {
+      // Older Bun: fall back to the host asked for.
+    }
+    this.address = addressOf(bound.address || host, server.port);
+  }
+
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      // false: stop accepting, keep the open connections.
+      this.#server.stop(false);
+      this.#closing = Promise.resolve();
+    }
+    return this.#closing;
+  }
+}
+
+/** Handlers shared by every outgoing connection. */
+const connectHandlers = BunConnection.handlers((socket) => {
+  socket.data = new BunConnection(socket, "");
+});
+
+/**
+ * The Bun transport, on Bun's native TCP API. Loading this module on another
+ * runtime throws.
+ *
+ * @example
+ * ```ts ignore
+ * import { bunTransport } from "./src/transport/bun.ts";
+ * const listener = await bunTransport.listen({ host: "127.0.0.1", port: 0 }, (c) => c.abort());
+ * await listener.close();
+ * ```
+ */
+export const bunTransport: Transport = {
+  runtime: "bun",
+
+  listen(options: ListenOptions, onConnection: (connection: Connection) => void): Promise<Listener> {
+    const { host, port } = options;
+    let localHost = host;
+    const handlers = BunConnection.handlers((socket) => {
+      const connection = new BunConnection(socket, localHost);
+      socket.data = connection;
+      try {
+        onConnection(connection);
+      } catch (error) {
+        rethrow(error);
+      }
+    });
+    let server: BunTcpListener;
+    try {
+      server = Bun.listen<BunConnection | undefined>({
+        hostname: host,
+        port,
+        allowHalfOpen: true,
+        exclusive: true,
+        socket: handlers,
+      });
+    } catch (error) {
+      return Promise.reject(socketError("listen on", host, port, errorCode(error), error));
+    }
+    const listener = new BunListener(server, host);
+    localHost = listener.address.host;
+    return Promise.resolve(listener);
+  },
+
+  async connect(options: ConnectOptions): Promise<Connection> {
+    const { host, port } = options;
+    let socket: Socket;
+    try {
+      socket = await Bun.connect<BunConnection | undefined>({
+        hostname: host,
+        port,
+        allowHalfOpen: true,
+        socket: connectHandlers,
+      });
+    } catch (error) {
+      throw socketError("connect to", host, port, errorCode(error), error);
+    }
+    return socket.data ?? (socket.data = new BunConnection(socket, ""));
+  },
+};
