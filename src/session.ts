@@ -623,7 +623,14 @@ export class TransportSession implements Session {
     // once both sides have ended.
     if (this.#state !== OPEN) return;
     // The peer will send nothing more; an unfinished frame can never complete.
-    this.beginClose("peer-closed", true);
+    // It is reported with the close (never dropped silently), not answered.
+    let leftover: Error | undefined;
+    try {
+      this.#decoder.finish();
+    } catch (error) {
+      leftover = error instanceof Error ? error : new Error(String(error));
+    }
+    this.beginClose("peer-closed", true, leftover);
   }
 
   #onClose(error?: Error & { code?: string }): void {

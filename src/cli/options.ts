@@ -4,7 +4,9 @@
  * @module
  */
 
+import process from "node:process";
 import { FrameLayout, type FrameLayoutOptions } from "../frame_layout.ts";
+import { VERSION } from "../version.ts";
 
 /** A bad command line: printed as one line, exit status 2. */
 export class UsageError extends Error {
@@ -110,4 +112,18 @@ export function parseArgsError(error: unknown, command: string): UsageError {
     return new UsageError(`unexpected argument${arg ? ` "${arg}"` : ""} (${hint})`);
   }
   return new UsageError(`${message.split("\n")[0]} (${hint})`);
+}
+
+/**
+ * Print the command's help or the version when asked (`--help` wins).
+ *
+ * @param values Parsed flags.
+ * @param help The command's help text.
+ * @returns `true` when something was printed and the command should exit 0.
+ */
+export function answeredHelpOrVersion(values: { help?: boolean | undefined; version?: boolean | undefined }, help: string): boolean {
+  if (values.help) process.stdout.write(help);
+  else if (values.version) process.stdout.write(`tlvkit ${VERSION}\n`);
+  else return false;
+  return true;
 }

@@ -9,8 +9,9 @@ import { parseArgs } from "node:util";
 import { HELLO_ID } from "../bundled_app.ts";
 import { connect } from "../client.ts";
 import type { Frame } from "../frame_decoder.ts";
-import { VERSION } from "../version.ts";
-import { integerOption, LAYOUT_HELP, LAYOUT_OPTIONS, layoutFromFlags, parseArgsError, secondsOption, UsageError } from "./options.ts";
+import {
+  answeredHelpOrVersion,
+  integerOption, LAYOUT_HELP, LAYOUT_OPTIONS, layoutFromFlags, parseArgsError, secondsOption, UsageError } from "./options.ts";
 
 /** `send --help`. */
 export const SEND_HELP = `Usage: tlvkit send [options]
@@ -86,14 +87,7 @@ export async function runSend(args: string[]): Promise<number> {
   } catch (error) {
     throw parseArgsError(error, "send");
   }
-  if (values.help) {
-    process.stdout.write(SEND_HELP);
-    return 0;
-  }
-  if (values.version) {
-    process.stdout.write(`tlvkit ${VERSION}\n`);
-    return 0;
-  }
+  if (answeredHelpOrVersion(values, SEND_HELP)) return 0;
   const layout = layoutFromFlags(values);
   const host = values.host ?? "127.0.0.1";
   const port = integerOption("port", values.port, 1, 65535) ?? 10086;

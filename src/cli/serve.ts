@@ -20,6 +20,7 @@ import {
   layoutFromFlags,
   parseArgsError,
   secondsOption,
+  answeredHelpOrVersion,
 } from "./options.ts";
 
 /** `serve --help`. */
@@ -67,14 +68,7 @@ export async function runServe(args: string[]): Promise<number> {
   } catch (error) {
     throw parseArgsError(error, "serve");
   }
-  if (values.help) {
-    process.stdout.write(SERVE_HELP);
-    return 0;
-  }
-  if (values.version) {
-    writeLine(process.stdout, `tlvkit ${VERSION}`);
-    return 0;
-  }
+  if (answeredHelpOrVersion(values, SERVE_HELP)) return 0;
   const layout = layoutFromFlags(values);
   const host = values.host ?? "127.0.0.1";
   const port = integerOption("port", values.port, 0, 65535) ?? 10086;
