@@ -63,6 +63,7 @@ export {
   type ClientOptions,
   connect,
   ConnectionClosedError,
+  type KeepAliveOptions,
   type RequestOptions,
   RequestTimeoutError,
 } from "./src/client.ts";

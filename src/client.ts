@@ -44,12 +44,38 @@ export interface ClientOptions extends FrameLayoutOptions, Omit<SessionOptions, 
    */
   maxBufferedFrames?: number;
   /**
+   * Heartbeat: every `interval` milliseconds send an empty frame with message
+   * id `id` (a ping) and expect the server to answer it (a tlvkit server
+   * echoes it: the bundled app echoes every id but 1001; route `id` to an echo
+   * handler in your own server). Empty frames with that id are then taken as
+   * pongs: they never reach `request`, `onFrame` or iteration. When nothing at
+   * all arrives from the server for `timeout` milliseconds (default three
+   * intervals), the server is taken for dead and the connection is closed with
+   * reason `idle-timeout`. Pair it with the server's `idleTimeout` (longer
+   * than `interval`) so that each side detects a dead peer.
+   */
+  keepAlive?: KeepAliveOptions;
+  /**
    * Called when `onFrame` throws. Defaults to logging the error with
    * `console.error`; the connection goes on either way.
    */
   onError?: (error: Error) => void;
   /** The socket adapter: a runtime name or an adapter. Defaults to the running runtime's. */
   transport?: Transport | RuntimeName;
+}
+
+/** Heartbeat options of a client (see {@link ClientOptions.keepAlive}). */
+export interface KeepAliveOptions {
+  /** Message id of pings (and of the pongs expected back). */
+  id: number;
+  /** Milliseconds between pings. */
+  interval: number;
+  /**
+   * Milliseconds without any byte from the server before the connection is
+   * closed with `idle-timeout`.
+   * @default {3 * interval}
+   */
+  timeout?: number;
 }
 
 /** Options of {@link Client.request}. */
@@ -144,6 +170,8 @@ export class Client implements AsyncIterable<Frame> {
   #readingPaused = false;
   #writable: Array<() => void> = [];
   #isClosed = false;
+  #keepAliveTimer: ReturnType<typeof setTimeout> | undefined;
+  #pingsOutstanding = 0;
 
   /**
    * Wrap a session as a client. Applications call {@link connect} instead.
@@ -173,6 +201,7 @@ export class Client implements AsyncIterable<Frame> {
       },
       closed: (_session, reason, error) => {
         this.#isClosed = true;
+        if (this.#keepAliveTimer !== undefined) clearTimeout(this.#keepAliveTimer);
         for (const waiter of this.#waiters) {
           if (waiter.timer !== undefined) clearTimeout(waiter.timer);
           if (!waiter.abandoned) waiter.reject(new ConnectionClosedError(reason));
@@ -186,6 +215,30 @@ export class Client implements AsyncIterable<Frame> {
       },
     });
     this.remote = this.#session.remote;
+    if (options.keepAlive !== undefined) this.#startKeepAlive(options.keepAlive);
+  }
+
+  #startKeepAlive(keepAlive: KeepAliveOptions): void {
+    const { id, interval } = keepAlive;
+    const timeout = keepAlive.timeout ?? 3 * interval;
+    const empty = new Uint8Array(0);
+    let lastBytesIn = this.#session.counters.bytesIn;
+    let silentFor = 0;
+    const tick = (): void => {
+      this.#keepAliveTimer = undefined;
+      if (this.#session.state !== "open") return;
+      const bytesIn = this.#session.counters.bytesIn;
+      silentFor = bytesIn === lastBytesIn ? silentFor + interval : 0;
+      lastBytesIn = bytesIn;
+      if (silentFor >= timeout) {
+        this.#session.beginClose("idle-timeout", false);
+        return;
+      }
+      this.#pingsOutstanding++;
+      this.#session.enqueueUnbounded(id, empty);
+      this.#keepAliveTimer = setTimeout(tick, interval);
+    };
+    this.#keepAliveTimer = setTimeout(tick, interval);
   }
 
   /** `true` once the connection has closed. */
@@ -362,6 +415,11 @@ export class Client implements AsyncIterable<Frame> {
   }
 
   #receive(request: Request): void {
+    const keepAlive = this.#options.keepAlive;
+    if (keepAlive !== undefined && this.#pingsOutstanding > 0 && request.id === keepAlive.id && request.body.length === 0) {
+      this.#pingsOutstanding--; // a pong
+      return;
+    }
     const frame: Frame = { id: request.id, body: request.body };
     while (this.#waiters.length > 0) {
       const waiter = this.#waiters.shift()!;
@@ -405,11 +463,25 @@ export class Client implements AsyncIterable<Frame> {
  */
 export async function connect(options: ClientOptions = {}): Promise<Client> {
   const layout = new FrameLayout(options);
-  const sessionOptions: ResolvedSessionOptions = resolveSessionOptions(options);
+  // A server mid-frame is not a slow-drip attacker to a client: no frame timeout unless asked.
+  const sessionOptions: ResolvedSessionOptions = resolveSessionOptions({ frameTimeout: 0, ...options });
   const host = options.host ?? "127.0.0.1";
   const port = options.port ?? 10086;
   if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) {
     throw new RangeError(`Invalid option "port": ${port} is not an integer from 0 to 65535`);
+  }
+  const keepAlive = options.keepAlive;
+  if (keepAlive !== undefined) {
+    if (!(Number.isInteger(keepAlive.id) && keepAlive.id >= 0 && keepAlive.id <= layout.maxId)) {
+      throw new RangeError(`Invalid option "keepAlive.id": ${keepAlive.id} is not an integer from 0 to ${layout.maxId}`);
+    }
+    if (!(Number.isInteger(keepAlive.interval) && keepAlive.interval > 0)) {
+      throw new RangeError(`Invalid option "keepAlive.interval": ${keepAlive.interval} is not a positive integer of milliseconds`);
+    }
+    const timeout = keepAlive.timeout;
+    if (timeout !== undefined && !(Number.isInteger(timeout) && timeout >= keepAlive.interval)) {
+      throw new RangeError(`Invalid option "keepAlive.timeout": ${timeout} is not an integer of milliseconds at least the interval`);
+    }
   }
   const transport = typeof options.transport === "object" ? options.transport : await loadTransport(options.transport);
   const connection = await transport.connect({ host, port });

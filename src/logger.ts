@@ -56,3 +56,38 @@ export function createLogger(level: LogLevel, write: (line: string) => void = (l
       : noop;
   return { error: at("error"), warn: at("warn"), info: at("info"), debug: at("debug") };
 }
+
+/**
+ * Logs a recurring event at most once per interval: the first occurrence at
+ * once, later ones counted and reported with the next line. Keeps floods
+ * (connections refused at the limit, accept failures) to one line a second.
+ */
+export class ThrottledLog {
+  readonly #interval: number;
+  #loggedAt = Number.NEGATIVE_INFINITY;
+  #suppressed = 0;
+
+  /** @param interval Milliseconds between lines. */
+  constructor(interval = 1000) {
+    this.#interval = interval;
+  }
+
+  /**
+   * Write `message` through `write` unless a line went out less than the
+   * interval ago; then only count it.
+   *
+   * @param now The current time in milliseconds.
+   * @param write Writes one line.
+   * @param message The event.
+   */
+  log(now: number, write: (line: string) => void, message: string): void {
+    if (now - this.#loggedAt < this.#interval) {
+      this.#suppressed++;
+      return;
+    }
+    const more = this.#suppressed > 0 ? ` (and ${this.#suppressed} more like it since the last report)` : "";
+    write(`${message}${more}`);
+    this.#loggedAt = now;
+    this.#suppressed = 0;
+  }
+}

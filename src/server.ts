@@ -7,7 +7,7 @@
 
 import type { CloseReason } from "./close_reason.ts";
 import { FrameLayout, type FrameLayoutOptions } from "./frame_layout.ts";
-import { createLogger, type Logger } from "./logger.ts";
+import { createLogger, type Logger, ThrottledLog } from "./logger.ts";
 import { Router } from "./router.ts";
 import {
   type Handler,
@@ -132,6 +132,8 @@ export class Server {
   #closing: Promise<void> | undefined;
   #allClosed: (() => void) | undefined;
   readonly #owner: SessionOwner;
+  readonly #limitLog = new ThrottledLog();
+  readonly #acceptErrorLog = new ThrottledLog();
 
   /**
    * Build an unbound server. Applications call {@link serve} instead, which
@@ -164,7 +166,7 @@ export class Server {
         this.#reportError(err, { session, request });
       },
       closing: (session, reason, error) => {
-        if (reason === "frame-too-large" || reason === "slow-consumer" || reason === "error") {
+        if (reason === "frame-too-large" || reason === "frame-timeout" || reason === "slow-consumer" || reason === "error") {
           logger.warn(`session ${session.id} (${formatHostPort(session.remote.host, session.remote.port)}) closing: ${reason}${error ? ` (${error.message})` : ""}`);
         }
       },
@@ -309,7 +311,7 @@ export class Server {
       host,
       port,
       onAcceptError: (error) => {
-        this.#logger.error(error.message);
+        this.#acceptErrorLog.log(this.#sessionOptions.clock.now(), (line) => this.#logger.error(line), `${error.message}; still accepting`);
         this.#reportError(error, {});
       },
     }, (connection) => this.#accept(connection));
@@ -324,8 +326,11 @@ export class Server {
       return;
     }
     if (this.#sessions.size >= this.#maxConnections) {
-      this.#logger.warn(
-        `connection from ${formatHostPort(connection.remote.host, connection.remote.port)} refused: ${this.#maxConnections} sessions open (connection limit)`,
+      this.#limitLog.log(
+        this.#sessionOptions.clock.now(),
+        (line) => this.#logger.warn(line),
+        `connection from ${formatHostPort(connection.remote.host, connection.remote.port)} closed: ` +
+          `${this.#maxConnections} sessions open (connection limit)`,
       );
       session.start();
       session.beginClose("connection-limit", false);

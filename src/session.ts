@@ -46,6 +46,18 @@ export interface SessionOptions {
    * @default {2000}
    */
   lingerTimeout?: number;
+  /**
+   * Close a session with `idle-timeout` when no byte has moved in either
+   * direction for this many milliseconds; 0 never does.
+   * @default {0}
+   */
+  idleTimeout?: number;
+  /**
+   * Close a session with `frame-timeout` when a frame it started receiving is
+   * not complete within this many milliseconds (slow-drip peers); 0 never does.
+   * @default {30000} on a server, 0 on a client
+   */
+  frameTimeout?: number;
   /** Time source for the session's timers (tests inject a fake one). */
   clock?: Clock;
 }
@@ -238,6 +250,8 @@ export interface ResolvedSessionOptions {
   readonly hardLimit: number;
   readonly maxPendingRequests: number;
   readonly lingerTimeout: number;
+  readonly idleTimeout: number;
+  readonly frameTimeout: number;
   readonly clock: Clock;
 }
 
@@ -252,6 +266,8 @@ export function resolveSessionOptions(options: SessionOptions): ResolvedSessionO
   const hardLimit = positiveInteger("hardLimit", options.hardLimit ?? Math.max(1024 * 1024, highWaterMark));
   const maxPendingRequests = positiveInteger("maxPendingRequests", options.maxPendingRequests ?? 1024);
   const lingerTimeout = positiveInteger("lingerTimeout", options.lingerTimeout ?? 2000);
+  const idleTimeout = positiveInteger("idleTimeout", options.idleTimeout ?? 0);
+  const frameTimeout = positiveInteger("frameTimeout", options.frameTimeout ?? 30_000);
   if (lowWaterMark > highWaterMark) {
     throw new RangeError(`Invalid option "lowWaterMark": ${lowWaterMark} exceeds highWaterMark ${highWaterMark}`);
   }
@@ -259,7 +275,16 @@ export function resolveSessionOptions(options: SessionOptions): ResolvedSessionO
     throw new RangeError(`Invalid option "hardLimit": ${hardLimit} is below highWaterMark ${highWaterMark}`);
   }
   if (maxPendingRequests < 1) throw new RangeError(`Invalid option "maxPendingRequests": must be at least 1`);
-  return { highWaterMark, lowWaterMark, hardLimit, maxPendingRequests, lingerTimeout, clock: options.clock ?? systemClock };
+  return {
+    highWaterMark,
+    lowWaterMark,
+    hardLimit,
+    maxPendingRequests,
+    lingerTimeout,
+    idleTimeout,
+    frameTimeout,
+    clock: options.clock ?? systemClock,
+  };
 }
 
 function closeReasonOf(error: (Error & { code?: string }) | undefined): CloseReason {
@@ -307,6 +332,12 @@ export class TransportSession implements Session {
   /** While closing, go on decoding and dispatching (a client's half-close). */
   #keepReading = false;
   #lingerTimer: TimerHandle | undefined;
+  /** When a byte last moved either way (clock time). */
+  #lastActivity = 0;
+  #idleTimer: TimerHandle | undefined;
+  /** When the frame now being received started (clock time), if one is. */
+  #frameStartedAt: number | undefined;
+  #frameTimer: TimerHandle | undefined;
 
   readonly #flushTask = (): void => this.#flush();
   readonly #onFrame = (id: number, body: Uint8Array): void => this.#dispatch(id, body);
@@ -336,6 +367,8 @@ export class TransportSession implements Session {
 
   /** Begin receiving: wires the connection's events to this session. */
   start(): void {
+    this.#lastActivity = this.#options.clock.now();
+    if (this.#options.idleTimeout > 0) this.#armIdleTimer(this.#options.idleTimeout);
     this.#connection.start({
       onData: (chunk) => this.#onData(chunk),
       onEnd: () => this.#onEnd(),
@@ -430,6 +463,7 @@ export class TransportSession implements Session {
     this.#state = CLOSING;
     this.#reason = reason;
     this.#closeError = error;
+    this.#clearTimers();
     this.#owner.closing?.(this, reason, error);
     if (!graceful) {
       this.#connection.abort();
@@ -475,13 +509,53 @@ export class TransportSession implements Session {
   #onData(chunk: Uint8Array): void {
     this.counters.bytesIn += chunk.length;
     // Closing: read and discard until the peer closes (unless half-closed by a client).
+    this.#lastActivity = this.#options.clock.now();
     if (this.#state !== OPEN && !(this.#state === CLOSING && this.#keepReading)) return;
+    const framesBefore = this.counters.framesIn;
+    const wasInFrame = this.#decoder.inFrame;
     try {
       this.#decoder.decode(chunk, this.#onFrame);
     } catch (error) {
       if (error instanceof FrameTooLargeError) this.beginClose("frame-too-large", true, error);
       else this.beginClose("error", false, error instanceof Error ? error : new Error(String(error)));
+      return;
     }
+    if (this.#options.frameTimeout > 0) {
+      if (!this.#decoder.inFrame) this.#frameStartedAt = undefined;
+      else if (!wasInFrame || this.counters.framesIn !== framesBefore) {
+        // A new frame started in this chunk.
+        this.#frameStartedAt = this.#lastActivity;
+        if (this.#frameTimer === undefined) this.#armFrameTimer(this.#options.frameTimeout);
+      }
+    }
+  }
+
+  #armIdleTimer(ms: number): void {
+    this.#idleTimer = this.#options.clock.setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#state !== OPEN) return;
+      const idleFor = this.#options.clock.now() - this.#lastActivity;
+      if (idleFor >= this.#options.idleTimeout) this.beginClose("idle-timeout", true);
+      else this.#armIdleTimer(this.#options.idleTimeout - idleFor);
+    }, ms);
+  }
+
+  #armFrameTimer(ms: number): void {
+    this.#frameTimer = this.#options.clock.setTimeout(() => {
+      this.#frameTimer = undefined;
+      if (this.#state !== OPEN || this.#frameStartedAt === undefined) return;
+      const pendingFor = this.#options.clock.now() - this.#frameStartedAt;
+      if (pendingFor >= this.#options.frameTimeout) this.beginClose("frame-timeout", true);
+      else this.#armFrameTimer(this.#options.frameTimeout - pendingFor);
+    }, ms);
+  }
+
+  #clearTimers(): void {
+    const clock = this.#options.clock;
+    for (const timer of [this.#lingerTimer, this.#idleTimer, this.#frameTimer]) {
+      if (timer !== undefined) clock.clearTimeout(timer);
+    }
+    this.#lingerTimer = this.#idleTimer = this.#frameTimer = undefined;
   }
 
   #dispatch(id: number, body: Uint8Array): void {
@@ -575,6 +649,7 @@ export class TransportSession implements Session {
     this.#ids = [];
     this.#bodies = [];
     this.#queueBytes = 0;
+    this.#lastActivity = this.#options.clock.now();
     if (!this.#connection.write(out)) this.#waitingDrain = true;
     this.#updateReading();
     this.#maybeFinishClosing();
@@ -582,6 +657,7 @@ export class TransportSession implements Session {
 
   #onDrain(): void {
     this.#waitingDrain = false;
+    this.#lastActivity = this.#options.clock.now();
     if (this.#ids.length > 0) this.#flush();
     else {
       this.#updateReading();
@@ -640,10 +716,7 @@ export class TransportSession implements Session {
       this.#closeError = error;
     }
     this.#state = CLOSED;
-    if (this.#lingerTimer !== undefined) {
-      this.#options.clock.clearTimeout(this.#lingerTimer);
-      this.#lingerTimer = undefined;
-    }
+    this.#clearTimers();
     this.#ids = [];
     this.#bodies = [];
     this.#queueBytes = 0;

@@ -10,20 +10,11 @@ import {
   TransportSession,
 } from "../src/session.ts";
 import { deferred } from "./_async.ts";
+import { concat } from "./_bytes.ts";
 import { FakeClock, FakeConnection, systemError } from "./_fake_connection.ts";
 
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
 
 function frame(id: number, body: string): Uint8Array {
   return encodeFrame(id, utf8.encode(body));
@@ -84,7 +75,7 @@ const echo = (request: Request): void => {
 describe("Session", () => {
   it("answers every frame of a chunk and sends the replies in one write", async () => {
     const h = harness(echo);
-    h.connection.receive(concat(frame(1, "a"), frame(2, "bb"), frame(3, "")));
+    h.connection.receive(concat([frame(1, "a"), frame(2, "bb"), frame(3, "")]));
     assert.equal(h.connection.writes.length, 0, "nothing is written before the turn ends");
     await turn();
     assert.equal(h.connection.writes.length, 1);
@@ -99,7 +90,7 @@ describe("Session", () => {
       if (request.id === 1) await gate.promise;
       request.reply(`reply ${request.id}`);
     });
-    h.connection.receive(concat(frame(1, ""), frame(2, ""), frame(3, "")));
+    h.connection.receive(concat([frame(1, ""), frame(2, ""), frame(3, "")]));
     await turn();
     assert.deepEqual(h.sent(), [], "replies 2 and 3 wait for request 1");
     assert.equal(h.session.pendingRequests, 3);
@@ -124,7 +115,7 @@ describe("Session", () => {
       if (request.id === 1) throw new Error("boom");
       request.reply("ok");
     }, {}, FrameLayout.DEFAULT, (_error, request) => request.reply("sorry", 65535));
-    h.connection.receive(concat(frame(1, ""), frame(2, "")));
+    h.connection.receive(concat([frame(1, ""), frame(2, "")]));
     await turn();
     assert.equal((h.errors[0] as Error).message, "boom");
     assert.deepEqual(h.sent(), ["65535:sorry", "2:ok"]);
@@ -140,7 +131,7 @@ describe("Session", () => {
       }
       request.reply("fine");
     }, {}, FrameLayout.DEFAULT, (_error, request) => request.reply("error", 65535));
-    h.connection.receive(concat(frame(1, ""), frame(2, "")));
+    h.connection.receive(concat([frame(1, ""), frame(2, "")]));
     gate.resolve();
     await turn();
     assert.deepEqual(h.sent(), ["65535:error", "2:fine"]);
@@ -192,7 +183,7 @@ describe("Session", () => {
         seen.push(request.id);
         request.reply(request.body);
       }, {}, new FrameLayout({ maxBody: 8 }));
-      h.connection.receive(concat(encodeFrame(1, utf8.encode("ok")), utf8.encode("\x00\x02\x00\x09"), new Uint8Array(9)));
+      h.connection.receive(concat([encodeFrame(1, utf8.encode("ok")), utf8.encode("\x00\x02\x00\x09"), new Uint8Array(9)]));
       assert.deepEqual(seen, [1]);
       assert.equal(h.session.state, "closing");
       assert.equal(h.session.closeReason, "frame-too-large");
@@ -289,7 +280,7 @@ describe("Session", () => {
     it("does not apply the hard limit to replies", async () => {
       const h = harness(echo, { highWaterMark: 100, lowWaterMark: 50, hardLimit: 200 });
       h.connection.accepting = false;
-      h.connection.receive(concat(frame(1, "x".repeat(150)), frame(2, "y".repeat(150))));
+      h.connection.receive(concat([frame(1, "x".repeat(150)), frame(2, "y".repeat(150))]));
       await turn();
       assert.equal(h.session.state, "open");
       assert.equal(h.connection.paused, true);
@@ -301,12 +292,61 @@ describe("Session", () => {
         await gate.promise;
         request.reply("");
       }, { maxPendingRequests: 4 });
-      h.connection.receive(concat(frame(1, ""), frame(2, ""), frame(3, ""), frame(4, "")));
+      h.connection.receive(concat([frame(1, ""), frame(2, ""), frame(3, ""), frame(4, "")]));
       assert.equal(h.connection.paused, true);
       gate.resolve();
       await turn();
       assert.equal(h.connection.paused, false);
       assert.deepEqual(h.sent(), ["1:", "2:", "3:", "4:"]);
+    });
+  });
+
+  describe("timeouts", () => {
+    it("closes with idle-timeout when no byte moves either way for the idle timeout", async () => {
+      const h = harness(echo, { idleTimeout: 1000, frameTimeout: 0 });
+      h.clock.advance(600);
+      h.connection.receive(frame(1, "keeps it alive"));
+      await turn();
+      h.clock.advance(900);
+      assert.equal(h.session.state, "open", "activity 900 ms ago is not idle yet");
+      h.clock.advance(100);
+      assert.equal(h.session.closeReason, "idle-timeout");
+      assert.equal(h.connection.ended, true, "closed gracefully");
+    });
+
+    it("never closes an idle session when the idle timeout is 0", () => {
+      const h = harness(echo, { idleTimeout: 0 });
+      h.clock.advance(10_000_000);
+      assert.equal(h.session.state, "open");
+      assert.equal(h.clock.pendingTimers, 0);
+    });
+
+    it("closes with frame-timeout when a started frame does not complete in time", () => {
+      const h = harness(echo, { frameTimeout: 500 });
+      const wire = frame(1, "slow drip");
+      h.connection.receive(wire.subarray(0, 3));
+      h.clock.advance(300);
+      h.connection.receive(wire.subarray(3, 6)); // still the same frame
+      h.clock.advance(199);
+      assert.equal(h.session.state, "open");
+      h.clock.advance(1);
+      assert.equal(h.session.closeReason, "frame-timeout");
+    });
+
+    it("times each frame from its own start", async () => {
+      const h = harness(echo, { frameTimeout: 500 });
+      const a = frame(1, "first");
+      const b = frame(2, "second");
+      h.connection.receive(a.subarray(0, 2));
+      h.clock.advance(400);
+      h.connection.receive(concat([a.subarray(2), b.subarray(0, 2)])); // completes a, starts b
+      h.clock.advance(400);
+      assert.equal(h.session.state, "open", "b started 400 ms ago");
+      h.connection.receive(b.subarray(2));
+      h.clock.advance(1000);
+      assert.equal(h.session.state, "open", "no frame pending");
+      await turn();
+      assert.deepEqual(h.sent(), ["1:first", "2:second"]);
     });
   });
 

@@ -21,6 +21,7 @@ import {
   parseArgsError,
   secondsOption,
   answeredHelpOrVersion,
+  UsageError,
 } from "./options.ts";
 
 /** `serve --help`. */
@@ -35,6 +36,16 @@ Options:                                                                        
   --host H             address to listen on                                        [127.0.0.1]
   --port P             TCP port; 0 picks a free one                                [10086]
   --drain-timeout S    on SIGINT/SIGTERM, seconds to finish in-flight replies       [5]
+  --idle-timeout S     close sessions silent both ways for S seconds (0 = never)   [0]
+  --frame-timeout S    close a session whose started frame is not complete
+                       within S seconds (slow-drip peers; 0 = never)               [30]
+  --max-connections N  sessions open at once; past it new connections are
+                       closed at once and logged                                   [10000]
+  --high-water-mark N  unsent bytes per session past which the server stops
+                       reading from that peer (backpressure)                       [65536]
+  --low-water-mark N   unsent bytes below which it reads again                     [32768]
+  --hard-limit N       unsent bytes past which a push (not a reply) closes the
+                       session with slow-consumer                                  [1048576]
   --log-level L        error, warn, info or debug                                  [info]
 ${LAYOUT_HELP}
   --help               show this help
@@ -45,6 +56,12 @@ const SERVE_OPTIONS = {
   host: { type: "string" },
   port: { type: "string" },
   "drain-timeout": { type: "string" },
+  "idle-timeout": { type: "string" },
+  "frame-timeout": { type: "string" },
+  "max-connections": { type: "string" },
+  "high-water-mark": { type: "string" },
+  "low-water-mark": { type: "string" },
+  "hard-limit": { type: "string" },
   "log-level": { type: "string" },
   ...LAYOUT_OPTIONS,
   help: { type: "boolean" },
@@ -73,6 +90,16 @@ export async function runServe(args: string[]): Promise<number> {
   const host = values.host ?? "127.0.0.1";
   const port = integerOption("port", values.port, 0, 65535) ?? 10086;
   const drainTimeout = secondsOption("drain-timeout", values["drain-timeout"]) ?? 5000;
+  const idleTimeout = secondsOption("idle-timeout", values["idle-timeout"]) ?? 0;
+  const frameTimeout = secondsOption("frame-timeout", values["frame-timeout"]) ?? 30_000;
+  const maxConnections = integerOption("max-connections", values["max-connections"], 1, 10_000_000) ?? 10_000;
+  const highWaterMark = integerOption("high-water-mark", values["high-water-mark"], 1, 2 ** 31) ?? 64 * 1024;
+  const lowWaterMark = integerOption("low-water-mark", values["low-water-mark"], 0, 2 ** 31) ?? Math.min(32 * 1024, highWaterMark);
+  const hardLimit = integerOption("hard-limit", values["hard-limit"], 1, 2 ** 40) ?? Math.max(1024 * 1024, highWaterMark);
+  if (lowWaterMark > highWaterMark) {
+    throw new UsageError(`--low-water-mark ${lowWaterMark} exceeds --high-water-mark ${highWaterMark}`);
+  }
+  if (hardLimit < highWaterMark) throw new UsageError(`--hard-limit ${hardLimit} is below --high-water-mark ${highWaterMark}`);
   const level: LogLevel = choiceOption("log-level", values["log-level"], LOG_LEVELS) ?? "info";
   const logger = createLogger(level, (line) => writeLine(process.stderr, line));
 
@@ -84,6 +111,12 @@ export async function runServe(args: string[]): Promise<number> {
     lengthBytes: layout.lengthBytes,
     byteOrder: layout.byteOrder,
     maxBody: layout.maxBody,
+    idleTimeout,
+    frameTimeout,
+    maxConnections,
+    highWaterMark,
+    lowWaterMark,
+    hardLimit,
     router: app.router,
     onError: app.onError,
     logger,
