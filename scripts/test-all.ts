@@ -171,7 +171,7 @@ async function main(): Promise<void> {
     // Every public symbol documented.
     results.push(await step("doc lint", tool("deno"), ["doc", "--lint", "mod.ts"]));
     // Every @example in the public API's JSDoc must type-check and run.
-    results.push(await step("examples", tool("deno"), ["test", "--doc", "--allow-read", "--allow-net", "--quiet", "mod.ts", "src/"]));
+    results.push(await step("examples", tool("deno"), ["test", "--doc", "--parallel", "--allow-read", "--allow-net", "--quiet", "mod.ts", "src/"]));
   }
   if (!parsed.values["check-only"]) {
     if (only.includes("node")) {

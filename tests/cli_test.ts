@@ -187,6 +187,119 @@ describe(`command line on ${RUNTIME}`, () => {
     assert.equal(code, 0, child.stderr);
   });
 
+  it("survives running out of file descriptors while accepting, and serves again once they are free", async () => {
+    const command = [...CLI, "serve", "--port", "0"].map((part) => `'${part}'`).join(" ");
+    const child = start(["ulimit", "-n", "48;", "exec", command], { shell: true });
+    const match = await child.waitFor(/^listening on 127\.0\.0\.1:(\d+)$/m, 20_000);
+    const port = Number(match[1]);
+    const transport = await loadTransport();
+    const flood: Connection[] = [];
+    try {
+      for (let i = 0; i < 80; i++) {
+        try {
+          const conn = await transport.connect({ host: "127.0.0.1", port });
+          conn.start({ onData: () => {}, onEnd: () => conn.end(), onDrain: () => {}, onClose: () => {} });
+          flood.push(conn);
+        } catch {
+          // refused or reset while the server is out of descriptors: expected
+        }
+      }
+      await sleep(500);
+    } finally {
+      for (const conn of flood) conn.abort();
+    }
+    await sleep(1500);
+    const result = await runToEnd([...CLI, "send", "--port", String(port), "--data", "after the flood", "--timeout", "10"]);
+    assert.equal(result.code, 0, `served after the flood: ${result.stderr}`);
+    assert.equal(child.process.exitCode, null, "still running");
+    if (RUNTIME === "deno") {
+      // Deno reports accept failures; Node's libuv and Bun absorb them without telling JavaScript.
+      assert.match(child.stderr, /too many open files \(EMFILE\); still accepting/);
+    }
+    child.kill("SIGTERM");
+    assert.equal((await within(child.exited, 10_000, "exit")).code, 0);
+  });
+
+  it("closes connections past --max-connections at once and logs it", async () => {
+    const { child, port } = await startServe("--max-connections", "1");
+    const transport = await loadTransport();
+    const first = await transport.connect({ host: "127.0.0.1", port });
+    first.start({ onData: () => {}, onEnd: () => first.end(), onDrain: () => {}, onClose: () => {} });
+    try {
+      await sleep(200);
+      const second = await transport.connect({ host: "127.0.0.1", port });
+      const closed = deferred();
+      second.start({ onData: () => {}, onEnd: () => second.end(), onDrain: () => {}, onClose: () => closed.resolve() });
+      await within(closed.promise, 5000, "the extra connection to be closed");
+      await until(() => /connection limit/.test(child.stderr), 5000, "the log line");
+      assert.match(child.stderr, /WARN +connection from 127\.0\.0\.1:\d+ closed: 1 sessions open \(connection limit\)/);
+    } finally {
+      first.abort();
+    }
+    child.kill("SIGTERM");
+    await child.exited;
+  });
+
+  it("cuts off a slow-drip peer after --frame-timeout and logs it", async () => {
+    const { child, port } = await startServe("--frame-timeout", "0.3");
+    const transport = await loadTransport();
+    const conn = await transport.connect({ host: "127.0.0.1", port });
+    const closed = deferred();
+    conn.start({ onData: () => {}, onEnd: () => conn.end(), onDrain: () => {}, onClose: () => closed.resolve() });
+    conn.write(Uint8Array.of(0, 1, 0, 10, 1, 2));
+    await within(closed.promise, 5000, "the slow peer to be closed");
+    await until(() => /frame-timeout/.test(child.stderr), 5000, "the log line");
+    child.kill("SIGTERM");
+    await child.exited;
+  });
+
+  it("on SIGTERM while 100 clients pipeline, answers every frame received, refuses new connections and exits 0", async () => {
+    const { child, port } = await startServe("--log-level", "debug", "--drain-timeout", "20");
+    const transport = await loadTransport();
+    const peers: Array<{ conn: Connection; chunks: Uint8Array[]; closed: Promise<void>; port: number }> = [];
+    try {
+      for (let i = 0; i < 100; i++) {
+        const conn = await transport.connect({ host: "127.0.0.1", port });
+        const chunks: Uint8Array[] = [];
+        const closed = deferred();
+        conn.start({ onData: (c) => chunks.push(c), onEnd: () => conn.end(), onDrain: () => {}, onClose: () => closed.resolve() });
+        peers.push({ conn, chunks, closed: closed.promise, port: conn.local.port });
+      }
+      // Every client pipelines without reading, so replies are queued when the signal lands.
+      for (const peer of peers) peer.conn.pause();
+      const frame = encodeFrame(5, utf8.encode("y".repeat(100)));
+      for (let round = 0; round < 50; round++) for (const peer of peers) peer.conn.write(frame);
+      await sleep(500);
+      child.kill("SIGTERM");
+      await sleep(200);
+      await assert.rejects(transport.connect({ host: "127.0.0.1", port }), /connection refused/);
+      for (const peer of peers) peer.conn.resume();
+      await within(Promise.all(peers.map((p) => p.closed)), 20_000, "every client to be closed");
+      const { code } = await within(child.exited, 20_000, "serve to exit");
+      assert.equal(code, 0, child.stderr);
+      // Match each client to its session through the log, then compare counts.
+      const sessionByPort = new Map<number, string>();
+      for (const m of child.stderr.matchAll(/session (\d+) opened from 127\.0\.0\.1:(\d+)/g)) sessionByPort.set(Number(m[2]), m[1]!);
+      const outBySession = new Map<string, [number, number]>();
+      for (const m of child.stderr.matchAll(/session (\d+) closed: (\S+) \[frames in (\d+), out (\d+)\]/g)) {
+        assert.equal(m[2], "server-shutdown");
+        outBySession.set(m[1]!, [Number(m[3]), Number(m[4])]);
+      }
+      assert.equal(outBySession.size, 100, "one close line per session");
+      let total = 0;
+      for (const peer of peers) {
+        const counts = outBySession.get(sessionByPort.get(peer.port)!)!;
+        assert.equal(counts[0], counts[1], "every frame received was answered");
+        const frames = new FrameDecoder().push(new Uint8Array(peer.chunks.flatMap((c) => [...c])));
+        assert.equal(frames.length, counts[1], "every reply sent arrived");
+        total += frames.length;
+      }
+      assert.ok(total > 0);
+    } finally {
+      for (const peer of peers) peer.conn.abort();
+    }
+  });
+
   it("answers a send of 1,000 frames with --count", async () => {
     const { child, port } = await startServe();
     const result = await runToEnd([...CLI, "send", "--port", String(port), "--id", "3", "--data", "many", "--count", "1000"]);

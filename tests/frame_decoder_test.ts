@@ -9,19 +9,9 @@ import {
   FrameTooLargeError,
   IncompleteFrameError,
 } from "../mod.ts";
-import { fromHex, toHex } from "./_hex.ts";
+import { concat, fromHex, toHex } from "./_bytes.ts";
 
 const utf8 = new TextEncoder();
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
 
 function describeFrames(frames: readonly Frame[]): string[] {
   return frames.map((f) => `${f.id}:${toHex(f.body)}`);
@@ -36,11 +26,11 @@ function decodeChunks(decoder: FrameDecoder, chunks: Uint8Array[]): string[] {
   return out;
 }
 
-const STREAM = concat(
+const STREAM = concat([
   encodeFrame(1001, utf8.encode("hi")),
   encodeFrame(0, new Uint8Array(0)),
   encodeFrame(65535, utf8.encode("xyz")),
-);
+]);
 const STREAM_FRAMES = ["1001:68 69", "0:", "65535:78 79 7a"];
 
 describe("FrameDecoder", () => {
@@ -74,7 +64,7 @@ describe("FrameDecoder", () => {
   it("emits every complete frame of a chunk in order and keeps the partial tail", () => {
     const tail = encodeFrame(42, utf8.encode("tail"));
     const decoder = new FrameDecoder();
-    const frames = decoder.push(concat(STREAM, tail.subarray(0, 6)));
+    const frames = decoder.push(concat([STREAM, tail.subarray(0, 6)]));
     assert.deepEqual(describeFrames(frames), STREAM_FRAMES);
     assert.equal(decoder.inFrame, true);
     assert.equal(decoder.bufferedBytes, 6);
@@ -91,7 +81,7 @@ describe("FrameDecoder", () => {
   });
 
   it("hands out a frame lying wholly in one chunk as a view of that chunk, copying nothing", () => {
-    const chunk = concat(STREAM);
+    const chunk = concat([STREAM]);
     const decoder = new FrameDecoder();
     const frames = decoder.push(chunk);
     assert.equal(frames.length, 3);
@@ -148,7 +138,7 @@ describe("FrameDecoder", () => {
 
     it("throws FrameTooLargeError for maxBody + 1 before buffering any body byte", () => {
       const decoder = new FrameDecoder({ maxBody: 10 });
-      const wire = concat(fromHex("00 01 00 0b"), new Uint8Array(11));
+      const wire = concat([fromHex("00 01 00 0b"), new Uint8Array(11)]);
       assert.throws(() => decoder.decode(wire, () => assert.fail("no frame expected")), (error: unknown) => {
         assert.ok(error instanceof FrameTooLargeError);
         assert.equal(error.name, "FrameTooLargeError");
@@ -181,14 +171,14 @@ describe("FrameDecoder", () => {
     it("emits the frames before the offending header, then throws", () => {
       const decoder = new FrameDecoder({ maxBody: 4 });
       const seen: string[] = [];
-      const wire = concat(encodeFrame(1, utf8.encode("ok")), fromHex("00 02 00 05"));
+      const wire = concat([encodeFrame(1, utf8.encode("ok")), fromHex("00 02 00 05")]);
       assert.throws(() => decoder.decode(wire, (id, body) => seen.push(`${id}:${toHex(body)}`)), FrameTooLargeError);
       assert.deepEqual(seen, ["1:6f 6b"]);
     });
 
     it("push returns the frames before the offending header and throws on the next call", () => {
       const decoder = new FrameDecoder({ maxBody: 4 });
-      const wire = concat(encodeFrame(1, utf8.encode("ok")), fromHex("00 02 00 05"));
+      const wire = concat([encodeFrame(1, utf8.encode("ok")), fromHex("00 02 00 05")]);
       assert.deepEqual(describeFrames(decoder.push(wire)), ["1:6f 6b"]);
       assert.throws(() => decoder.push(new Uint8Array(0)), FrameTooLargeError);
       assert.throws(() => decoder.push(new Uint8Array(0)), DecoderFailedError);
@@ -267,7 +257,7 @@ describe("FrameDecoder", () => {
     it("copies only the bytes of frames that straddle 1460-byte chunks", () => {
       const encoder = new FrameEncoder();
       const frames = Array.from({ length: 200 }, (_, i) => encoder.encode(i, new Uint8Array(100 + (i % 50))));
-      const wire = concat(...frames);
+      const wire = concat(frames);
       const decoder = new FrameDecoder();
       let count = 0;
       for (let i = 0; i < wire.length; i += 1460) decoder.decode(wire.subarray(i, i + 1460), () => count++);

@@ -8,7 +8,7 @@ import {
   type FrameLayoutOptions,
   FrameTooLargeError,
 } from "../mod.ts";
-import { fromHex, toHex } from "./_hex.ts";
+import { fromHex, toHex } from "./_bytes.ts";
 
 const utf8 = new TextEncoder();
 

@@ -8,7 +8,7 @@ import {
   type IdBytes,
   type LengthBytes,
 } from "../mod.ts";
-import { toHex } from "./_hex.ts";
+import { toHex } from "./_bytes.ts";
 import { runSeed, SeededRandom } from "./_seeded_random.ts";
 
 const SEED = runSeed();

@@ -1,75 +1,14 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { detectRuntime } from "../src/transport/detect.ts";
-import type { Connection, ConnectionHandlers, Listener, Transport } from "../src/transport/types.ts";
+import type { Connection } from "../src/transport/types.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
+import { concat, pattern } from "./_bytes.ts";
+import { type CodedError, HOST, Recorder, TransportHarness } from "./_transport_harness.ts";
 
-const HOST = "127.0.0.1";
 const ON_BUN = detectRuntime() === "bun";
 /** Why the Bun-only cases are skipped elsewhere; `false` runs them. */
 const BUN_ONLY: string | false = ON_BUN ? false : `the Bun adapter needs the Bun global; this is ${detectRuntime()}`;
-
-/** Records every event a connection delivers, in order. */
-class Recorder implements ConnectionHandlers {
-  chunks: Uint8Array[] = [];
-  bytes = 0;
-  events: string[] = [];
-  drains = 0;
-  closes = 0;
-  closeError: (Error & { code?: string }) | undefined;
-  eventsAfterClose = 0;
-  throwOnData: Error | undefined;
-  readonly closed = deferred();
-  readonly gotEnd = deferred();
-  readonly drained = deferred();
-
-  onData(chunk: Uint8Array): void {
-    if (this.closes > 0) this.eventsAfterClose++;
-    this.chunks.push(chunk);
-    this.bytes += chunk.length;
-    if (this.events.at(-1) !== "data") this.events.push("data");
-    if (this.throwOnData) throw this.throwOnData;
-  }
-  onEnd(): void {
-    if (this.closes > 0) this.eventsAfterClose++;
-    this.events.push("end");
-    this.gotEnd.resolve();
-  }
-  onDrain(): void {
-    if (this.closes > 0) this.eventsAfterClose++;
-    this.drains++;
-    this.drained.resolve();
-  }
-  onClose(error?: Error & { code?: string }): void {
-    this.closes++;
-    this.closeError = error;
-    this.events.push("close");
-    this.closed.resolve();
-  }
-  joined(): Uint8Array {
-    return concat(this.chunks);
-  }
-}
-
-function pattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
 
 describe("Bun transport adapter", () => {
   it("refuses to load where there is no Bun global", { skip: ON_BUN ? "the Bun global is present here" : false }, async () => {
@@ -80,46 +19,12 @@ describe("Bun transport adapter", () => {
   });
 
   describe("on Bun", () => {
-    let transport: Transport;
-    let listener: Listener;
-    const open: Connection[] = [];
-    let nextAccept = deferred<{ connection: Connection; recorder: Recorder }>();
-    /** When set, accepted connections are handed over without being started. */
-    let unstarted: ((connection: Connection) => void) | undefined;
-
-    before(async () => {
-      if (!ON_BUN) return;
-      transport = (await import("../src/transport/bun.ts")).bunTransport;
-      listener = await transport.listen({ host: HOST, port: 0 }, (connection) => {
-        open.push(connection);
-        if (unstarted) {
-          unstarted(connection);
-          return;
-        }
-        const recorder = new Recorder();
-        connection.start(recorder);
-        nextAccept.resolve({ connection, recorder });
-      });
-    });
-
-    after(async () => {
-      if (!ON_BUN) return;
-      for (const connection of open) connection.abort();
-      await listener.close();
-    });
-
-    async function pair(): Promise<{ client: Connection; clientRec: Recorder; server: Connection; serverRec: Recorder }> {
-      nextAccept = deferred();
-      const client = await within(transport.connect({ host: HOST, port: listener.address.port }), 5000, "connect");
-      open.push(client);
-      const clientRec = new Recorder();
-      client.start(clientRec);
-      const { connection: server, recorder: serverRec } = await within(nextAccept.promise, 5000, "accept");
-      return { client, clientRec, server, serverRec };
-    }
+    const harness = TransportHarness.forSuite(
+      ON_BUN ? async () => (await import("../src/transport/bun.ts")).bunTransport : undefined,
+    );
 
     it("keeps the untaken tail of a partial write and fires onDrain once it is sent", { skip: BUN_ONLY }, async () => {
-      const { client, clientRec, server, serverRec } = await pair();
+      const { client, clientRec, server, serverRec } = await harness.pair();
       server.pause();
       assert.equal(client.write(new Uint8Array(0)), true, "an empty write leaves no backlog");
       assert.equal(client.write(new TextEncoder().encode("hello")), true, "a small write goes straight to the kernel");
@@ -140,7 +45,7 @@ describe("Bun transport adapter", () => {
     });
 
     it("sends writes of mixed sizes made during a backlog in order, merged or not", { skip: BUN_ONLY }, async () => {
-      const { client, clientRec, server, serverRec } = await pair();
+      const { client, clientRec, server, serverRec } = await harness.pair();
       server.pause();
       const parts: Uint8Array[] = [pattern(8 * 1024 * 1024, 1)];
       const sizes = [100, 20 * 1024, ...Array<number>(400).fill(1024), 1024 * 1024, 3, 300 * 1024, 16 * 1024, 7, 70 * 1024];
@@ -159,7 +64,7 @@ describe("Bun transport adapter", () => {
     });
 
     it("sends FIN only after a large backlog is written", { skip: BUN_ONLY }, async () => {
-      const { client, server, serverRec } = await pair();
+      const { client, server, serverRec } = await harness.pair();
       server.pause();
       const data = pattern(12 * 1024 * 1024, 9);
       client.write(data);
@@ -176,24 +81,24 @@ describe("Bun transport adapter", () => {
     });
 
     it("reports end before close on the side that sent FIN first", { skip: BUN_ONLY }, async () => {
-      const { client, clientRec, server, serverRec } = await pair();
+      const { client, clientRec, server, serverRec } = await harness.pair();
       client.end();
       await within(serverRec.gotEnd.promise, 5000, "server end");
       await sleep(20);
-      assert.deepEqual(clientRec.events, [], "nothing yet on the client: the server side is still open");
+      assert.deepEqual(clientRec.phases(), [], "nothing yet on the client: the server side is still open");
       server.write(new TextEncoder().encode("late reply"));
       server.end();
       await within(clientRec.closed.promise, 5000, "client close");
       await within(serverRec.closed.promise, 5000, "server close");
-      assert.deepEqual(clientRec.events, ["data", "end", "close"]);
-      assert.deepEqual(serverRec.events, ["end", "close"]);
+      assert.deepEqual(clientRec.phases(), ["data", "end", "close"]);
+      assert.deepEqual(serverRec.phases(), ["end", "close"]);
       assert.equal(new TextDecoder().decode(clientRec.joined()), "late reply");
       assert.equal(clientRec.closeError, undefined);
       assert.equal(serverRec.closeError, undefined);
     });
 
     it("aborts with FIN, not a reset, when nothing is left unread", { skip: BUN_ONLY }, async () => {
-      const { client, clientRec, server, serverRec } = await pair();
+      const { client, clientRec, server, serverRec } = await harness.pair();
       client.abort();
       await within(serverRec.gotEnd.promise, 5000, "server end");
       await within(clientRec.closed.promise, 5000, "client close");
@@ -205,7 +110,7 @@ describe("Bun transport adapter", () => {
     });
 
     it("runs onClose after abort() returns, never inside it", { skip: BUN_ONLY }, async () => {
-      const { client, clientRec, server } = await pair();
+      const { client, clientRec, server } = await harness.pair();
       client.abort();
       assert.equal(clientRec.closes, 0, "onClose has not run inside abort()");
       assert.equal(client.write(new Uint8Array(1)), false, "but the connection is already closed");
@@ -216,7 +121,7 @@ describe("Bun transport adapter", () => {
     });
 
     it("closes a reader with ECONNRESET when the peer resets", { skip: BUN_ONLY }, async () => {
-      const { client, server, serverRec } = await pair();
+      const { client, server, serverRec } = await harness.pair();
       client.pause();
       server.write(pattern(1000, 2));
       await sleep(30);
@@ -228,7 +133,7 @@ describe("Bun transport adapter", () => {
     });
 
     it("closes the connection with the error a handler throws", { skip: BUN_ONLY }, async () => {
-      const { client, clientRec, server, serverRec } = await pair();
+      const { client, clientRec, server, serverRec } = await harness.pair();
       const oops = new Error("handler failed");
       serverRec.throwOnData = oops;
       client.write(new Uint8Array(10));
@@ -245,7 +150,7 @@ describe("Bun transport adapter", () => {
     });
 
     it("hands over a fresh buffer with each chunk", { skip: BUN_ONLY }, async () => {
-      const { client, server, serverRec } = await pair();
+      const { client, server, serverRec } = await harness.pair();
       for (let i = 0; i < 50; i++) {
         client.write(pattern(1000, i));
         await sleep(1);
@@ -260,11 +165,9 @@ describe("Bun transport adapter", () => {
 
     it("delivers an abort made before start as a close without error", { skip: BUN_ONLY }, async () => {
       const accepted = deferred<Connection>();
-      unstarted = (connection) => accepted.resolve(connection);
+      harness.unstarted = (connection) => accepted.resolve(connection);
       try {
-        const client = await transport.connect({ host: HOST, port: listener.address.port });
-        open.push(client);
-        client.start(new Recorder());
+        const { client } = await harness.connect();
         client.write(new TextEncoder().encode("before start"));
         const server = await within(accepted.promise, 5000, "accept");
         await sleep(30);
@@ -276,17 +179,17 @@ describe("Bun transport adapter", () => {
         assert.equal(rec.closes, 1);
         client.abort();
       } finally {
-        unstarted = undefined;
+        harness.unstarted = undefined;
       }
     });
 
     it("reports the bound address of a listener on localhost and closes it twice", { skip: BUN_ONLY }, async () => {
-      const local = await transport.listen({ host: "localhost", port: 0 }, (connection) => connection.abort());
+      const local = await harness.transport.listen({ host: "localhost", port: 0 }, (connection) => connection.abort());
       assert.match(local.address.host, /^(127\.0\.0\.1|::1)$/);
       assert.ok(local.address.port > 0);
       await local.close();
       await local.close();
-      await assert.rejects(transport.connect({ host: local.address.host, port: local.address.port }), (error: Error & { code?: string }) => {
+      await assert.rejects(harness.transport.connect({ host: local.address.host, port: local.address.port }), (error: CodedError) => {
         assert.equal(error.code, "ECONNREFUSED");
         return true;
       });

@@ -1,88 +1,21 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import * as net from "node:net";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { detectRuntime } from "../src/transport/detect.ts";
 import type { DenoApi, DenoListener } from "../src/transport/_deno_types.ts";
-import type { Connection, ConnectionHandlers, Listener, Transport } from "../src/transport/types.ts";
+import type { Connection, Listener } from "../src/transport/types.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
+import { concat, pattern } from "./_bytes.ts";
+import { type CodedError, HOST, Recorder, TransportHarness } from "./_transport_harness.ts";
 
-const HOST = "127.0.0.1";
 const ON_DENO = detectRuntime() === "deno";
 /** Why the Deno-only cases are skipped elsewhere; `false` runs them. */
 const DENO_ONLY: string | false = ON_DENO ? false : `the Deno adapter needs the Deno global; this is ${detectRuntime()}`;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const ADAPTER_URL = new URL("../src/transport/deno.ts", import.meta.url).href;
-
-/** Records every event a connection delivers. */
-class Recorder implements ConnectionHandlers {
-  chunks: Uint8Array[] = [];
-  bytes = 0;
-  events: string[] = [];
-  drains = 0;
-  closes = 0;
-  closeError: (Error & { code?: string }) | undefined;
-  eventsAfterClose = 0;
-  throwOnData: Error | undefined;
-  readonly closed = deferred();
-  readonly gotEnd = deferred();
-  readonly drained = deferred();
-
-  onData(chunk: Uint8Array): void {
-    if (this.closes > 0) this.eventsAfterClose++;
-    this.chunks.push(chunk);
-    this.bytes += chunk.length;
-    this.events.push("data");
-    if (this.throwOnData) throw this.throwOnData;
-  }
-  onEnd(): void {
-    if (this.closes > 0) this.eventsAfterClose++;
-    this.events.push("end");
-    this.gotEnd.resolve();
-  }
-  onDrain(): void {
-    if (this.closes > 0) this.eventsAfterClose++;
-    this.drains++;
-    this.drained.resolve();
-  }
-  onClose(error?: Error & { code?: string }): void {
-    this.closes++;
-    this.closeError = error;
-    this.events.push("close");
-    this.closed.resolve();
-  }
-  joined(): Uint8Array {
-    const out = new Uint8Array(this.bytes);
-    let offset = 0;
-    for (const chunk of this.chunks) {
-      out.set(chunk, offset);
-      offset += chunk.length;
-    }
-    return out;
-  }
-}
-
-function pattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
 
 /** Run a module given as text under Deno with only the given flags; resolve with its stdout. */
 function runDeno(flags: string[], source: string): Promise<string> {
@@ -117,46 +50,12 @@ describe("Deno transport adapter", () => {
   });
 
   describe("on Deno", () => {
-    let transport: Transport;
-    let listener: Listener;
-    const open: Connection[] = [];
-    let nextAccept = deferred<{ connection: Connection; recorder: Recorder }>();
-    /** When set, accepted connections are handed over without being started. */
-    let unstarted: ((connection: Connection) => void) | undefined;
-
-    before(async () => {
-      if (!ON_DENO) return;
-      transport = (await import("../src/transport/deno.ts")).denoTransport;
-      listener = await transport.listen({ host: HOST, port: 0 }, (connection) => {
-        open.push(connection);
-        if (unstarted) {
-          unstarted(connection);
-          return;
-        }
-        const recorder = new Recorder();
-        connection.start(recorder);
-        nextAccept.resolve({ connection, recorder });
-      });
-    });
-
-    after(async () => {
-      if (!ON_DENO) return;
-      for (const connection of open) connection.abort();
-      await listener.close();
-    });
-
-    async function pair(): Promise<{ client: Connection; clientRec: Recorder; server: Connection; serverRec: Recorder }> {
-      nextAccept = deferred();
-      const client = await within(transport.connect({ host: HOST, port: listener.address.port }), 5000, "connect");
-      open.push(client);
-      const clientRec = new Recorder();
-      client.start(clientRec);
-      const { connection: server, recorder: serverRec } = await within(nextAccept.promise, 5000, "accept");
-      return { client, clientRec, server, serverRec };
-    }
+    const harness = TransportHarness.forSuite(
+      ON_DENO ? async () => (await import("../src/transport/deno.ts")).denoTransport : undefined,
+    );
 
     it("returns false from a small write, then fires onDrain once the backlog is written", { skip: DENO_ONLY }, async () => {
-      const { client, clientRec, server, serverRec } = await pair();
+      const { client, clientRec, server, serverRec } = await harness.pair();
       assert.equal(client.write(new Uint8Array(0)), true, "an empty write leaves no backlog");
       assert.equal(client.write(new TextEncoder().encode("hello")), false);
       assert.equal(client.backlog, 5);
@@ -169,7 +68,7 @@ describe("Deno transport adapter", () => {
     });
 
     it("sends writes of mixed sizes in order, merged or not", { skip: DENO_ONLY }, async () => {
-      const { client, clientRec, server, serverRec } = await pair();
+      const { client, clientRec, server, serverRec } = await harness.pair();
       const parts: Uint8Array[] = [];
       const sizes = [100, 20 * 1024, ...Array<number>(40).fill(1024), 1024 * 1024, 3, 16 * 1024 - 1, 16 * 1024, 7, 70 * 1024];
       sizes.forEach((size, i) => parts.push(pattern(size, i + 1)));
@@ -185,7 +84,7 @@ describe("Deno transport adapter", () => {
     });
 
     it("keeps every chunk intact while connections share read slabs", { skip: DENO_ONLY }, async () => {
-      const pairs = [await pair(), await pair(), await pair()];
+      const pairs = [await harness.pair(), await harness.pair(), await harness.pair()];
       const data = pairs.map((_, i) => pattern(512 * 1024, 100 + i));
       // Interleaved small writes make the reads of the three connections alternate.
       for (let offset = 0; offset < 512 * 1024; offset += 3000) {
@@ -203,7 +102,7 @@ describe("Deno transport adapter", () => {
     });
 
     it("holds data and FIN read while paused until resume, in order", { skip: DENO_ONLY }, async () => {
-      const { client, server, serverRec } = await pair();
+      const { client, server, serverRec } = await harness.pair();
       server.pause();
       client.write(new TextEncoder().encode("abc"));
       client.end();
@@ -219,7 +118,7 @@ describe("Deno transport adapter", () => {
     });
 
     it("ends only after a large backlog has been written", { skip: DENO_ONLY }, async () => {
-      const { client, clientRec, server, serverRec } = await pair();
+      const { client, clientRec, server, serverRec } = await harness.pair();
       const data = pattern(4 * 1024 * 1024, 9);
       client.write(data);
       client.end();
@@ -241,10 +140,7 @@ describe("Deno transport adapter", () => {
       await new Promise<void>((resolve) => resetter.listen(0, HOST, resolve));
       try {
         const port = (resetter.address() as net.AddressInfo).port;
-        const client = await transport.connect({ host: HOST, port });
-        open.push(client);
-        const clientRec = new Recorder();
-        client.start(clientRec);
+        const { client, clientRec } = await harness.connect(port);
         client.write(new TextEncoder().encode("reset me"));
         await within(clientRec.closed.promise, 5000, "client close");
         assert.equal(clientRec.closeError?.code, "ECONNRESET");
@@ -259,7 +155,7 @@ describe("Deno transport adapter", () => {
     });
 
     it("closes a writer whose peer is gone with EPIPE or ECONNRESET, once", { skip: DENO_ONLY }, async () => {
-      const { client, clientRec, server } = await pair();
+      const { client, clientRec, server } = await harness.pair();
       server.pause();
       client.write(pattern(256 * 1024, 5));
       await within(clientRec.drained.promise, 5000, "the client's backlog to leave");
@@ -280,7 +176,7 @@ describe("Deno transport adapter", () => {
     });
 
     it("closes the connection with the error a handler throws", { skip: DENO_ONLY }, async () => {
-      const { client, clientRec, server, serverRec } = await pair();
+      const { client, clientRec, server, serverRec } = await harness.pair();
       const oops = new Error("handler failed");
       serverRec.throwOnData = oops;
       client.write(new Uint8Array(10));
@@ -296,12 +192,9 @@ describe("Deno transport adapter", () => {
 
     it("delivers an abort made before start as a close without error", { skip: DENO_ONLY }, async () => {
       const accepted = deferred<Connection>();
-      unstarted = (connection) => accepted.resolve(connection);
+      harness.unstarted = (connection) => accepted.resolve(connection);
       try {
-        const client = await transport.connect({ host: HOST, port: listener.address.port });
-        open.push(client);
-        const clientRec = new Recorder();
-        client.start(clientRec);
+        const { client, clientRec } = await harness.connect();
         const server = await within(accepted.promise, 5000, "accept");
         server.abort();
         const rec = new Recorder();
@@ -312,15 +205,15 @@ describe("Deno transport adapter", () => {
         await within(clientRec.gotEnd.promise, 5000, "client to see end");
         client.abort();
       } finally {
-        unstarted = undefined;
+        harness.unstarted = undefined;
       }
     });
 
     it("closes a listener twice, resolving both times, and refuses connections after", { skip: DENO_ONLY }, async () => {
-      const extra = await transport.listen({ host: HOST, port: 0 }, (connection) => connection.abort());
+      const extra = await harness.transport.listen({ host: HOST, port: 0 }, (connection) => connection.abort());
       const { port } = extra.address;
       await Promise.all([extra.close(), extra.close()]);
-      await assert.rejects(transport.connect({ host: HOST, port }), { code: "ECONNREFUSED" });
+      await assert.rejects(harness.transport.connect({ host: HOST, port }), { code: "ECONNREFUSED" });
     });
 
     it("reports an accept failure to onAcceptError and keeps accepting after a pause", { skip: DENO_ONLY }, async () => {
@@ -343,12 +236,12 @@ describe("Deno transport adapter", () => {
           close: () => real.close(),
         } satisfies DenoListener;
       };
-      const errors: Array<Error & { code?: string }> = [];
+      const errors: CodedError[] = [];
       const accepted = deferred<Connection>();
       let flaky: Listener;
       try {
-        flaky = await transport.listen({ host: HOST, port: 0, onAcceptError: (error) => errors.push(error) }, (connection) => {
-          open.push(connection);
+        flaky = await harness.transport.listen({ host: HOST, port: 0, onAcceptError: (error) => errors.push(error) }, (connection) => {
+          harness.track(connection);
           accepted.resolve(connection);
         });
       } finally {
@@ -359,8 +252,7 @@ describe("Deno transport adapter", () => {
         await until(() => errors.length === 1, 5000, "the accept error");
         assert.equal(errors[0]!.code, "EMFILE");
         assert.equal(errors[0]!.message, `Cannot accept on 127.0.0.1:${port}: too many open files (EMFILE)`);
-        const client = await transport.connect({ host: HOST, port });
-        open.push(client);
+        const client = harness.track(await harness.transport.connect({ host: HOST, port }));
         const server = await within(accepted.promise, 5000, "accept after the failure");
         assert.equal(server.remote.port, client.local.port);
         assert.equal(errors.length, 1);

@@ -1,106 +1,23 @@
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
-import type { Connection, ConnectionHandlers, Listener, Transport } from "../src/transport/types.ts";
+import type { Connection } from "../src/transport/types.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
-
-const HOST = "127.0.0.1";
-
-/** Records every event a connection delivers. */
-class Recorder implements ConnectionHandlers {
-  chunks: Uint8Array[] = [];
-  bytes = 0;
-  ended = false;
-  drains = 0;
-  closes = 0;
-  closeError: (Error & { code?: string }) | undefined;
-  eventsAfterClose = 0;
-  readonly closed = deferred();
-  readonly gotEnd = deferred();
-
-  onData(chunk: Uint8Array): void {
-    if (this.closes > 0) this.eventsAfterClose++;
-    this.chunks.push(chunk);
-    this.bytes += chunk.length;
-  }
-  onEnd(): void {
-    if (this.closes > 0) this.eventsAfterClose++;
-    this.ended = true;
-    this.gotEnd.resolve();
-  }
-  onDrain(): void {
-    if (this.closes > 0) this.eventsAfterClose++;
-    this.drains++;
-  }
-  onClose(error?: Error & { code?: string }): void {
-    this.closes++;
-    this.closeError = error;
-    this.closed.resolve();
-  }
-  joined(): Uint8Array {
-    const out = new Uint8Array(this.bytes);
-    let offset = 0;
-    for (const chunk of this.chunks) {
-      out.set(chunk, offset);
-      offset += chunk.length;
-    }
-    return out;
-  }
-}
-
-function pattern(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed;
-  for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
+import { pattern } from "./_bytes.ts";
+import { type CodedError, HOST, Recorder, TransportHarness } from "./_transport_harness.ts";
 
 describe(`transport adapter for ${detectRuntime()}`, () => {
-  let transport: Transport;
-  let listener: Listener;
-  const accepted: Array<{ connection: Connection; recorder: Recorder }> = [];
-  const open: Connection[] = [];
-  let nextAccept = deferred<{ connection: Connection; recorder: Recorder }>();
-
-  before(async () => {
-    transport = await loadTransport();
-    listener = await transport.listen({ host: HOST, port: 0 }, (connection) => {
-      const recorder = new Recorder();
-      connection.start(recorder);
-      const entry = { connection, recorder };
-      accepted.push(entry);
-      open.push(connection);
-      nextAccept.resolve(entry);
-    });
-  });
-
-  after(async () => {
-    for (const connection of open) connection.abort();
-    await listener.close();
-  });
-
-  async function pair(): Promise<{ client: Connection; clientRec: Recorder; server: Connection; serverRec: Recorder }> {
-    nextAccept = deferred();
-    const client = await within(transport.connect({ host: HOST, port: listener.address.port }), 5000, "connect");
-    open.push(client);
-    const clientRec = new Recorder();
-    client.start(clientRec);
-    const { connection: server, recorder: serverRec } = await within(nextAccept.promise, 5000, "accept");
-    return { client, clientRec, server, serverRec };
-  }
+  const harness = TransportHarness.forSuite(() => loadTransport());
 
   it("reports its runtime and binds the real port when asked for port 0", () => {
-    assert.equal(transport.runtime, detectRuntime());
-    assert.equal(listener.address.host, HOST);
-    assert.ok(listener.address.port > 0);
+    assert.equal(harness.transport.runtime, detectRuntime());
+    assert.equal(harness.listener.address.host, HOST);
+    assert.ok(harness.listener.address.port > 0);
   });
 
   it("carries bytes both ways and reports addresses", async () => {
-    const { client, clientRec, server, serverRec } = await pair();
-    assert.equal(client.remote.port, listener.address.port);
+    const { client, clientRec, server, serverRec } = await harness.pair();
+    assert.equal(client.remote.port, harness.listener.address.port);
     assert.equal(server.remote.port, client.local.port);
     assert.equal(server.remote.host, HOST);
     client.write(new TextEncoder().encode("ping"));
@@ -117,7 +34,7 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
   });
 
   it("delivers 8 MiB written at once to a slow reader intact, signalling backpressure and drain", async () => {
-    const { client, server, serverRec } = await pair();
+    const { client, server, serverRec } = await harness.pair();
     server.pause();
     const data = pattern(8 * 1024 * 1024, 7);
     // Writes are handed over in pieces so that the adapter's own backlog shows.
@@ -137,7 +54,7 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
   });
 
   it("never reuses a received chunk: chunks kept without copying still hold what arrived", async () => {
-    const { client, server, serverRec } = await pair();
+    const { client, server, serverRec } = await harness.pair();
     const data = pattern(2 * 1024 * 1024, 11);
     for (let offset = 0; offset < data.length; offset += 4096) client.write(data.slice(offset, offset + 4096));
     await until(() => serverRec.bytes === data.length, 20000, "all bytes");
@@ -148,7 +65,7 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
   });
 
   it("half-closes: the peer sees end, can still reply, then both sides close cleanly", async () => {
-    const { client, clientRec, server, serverRec } = await pair();
+    const { client, clientRec, server, serverRec } = await harness.pair();
     client.write(new TextEncoder().encode("last words"));
     client.end();
     await within(serverRec.gotEnd.promise, 5000, "server to see end");
@@ -165,7 +82,7 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
   });
 
   it("closes exactly once and ignores every call and event after close", async () => {
-    const { client, clientRec, server, serverRec } = await pair();
+    const { client, clientRec, server, serverRec } = await harness.pair();
     client.abort();
     client.abort();
     await within(clientRec.closed.promise, 5000, "client close");
@@ -188,7 +105,7 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
   });
 
   it("reports a peer that resets mid-stream with one close", async () => {
-    const { client, clientRec, server, serverRec } = await pair();
+    const { client, clientRec, server, serverRec } = await harness.pair();
     // Unread data at close makes the kernel answer with a reset.
     client.write(pattern(64 * 1024, 3));
     await until(() => serverRec.bytes > 0, 5000, "data to arrive");
@@ -207,7 +124,7 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
   });
 
   it("pauses and resumes reading", async () => {
-    const { client, server, serverRec } = await pair();
+    const { client, server, serverRec } = await harness.pair();
     server.pause();
     client.write(new Uint8Array(100));
     await sleep(50);
@@ -218,19 +135,14 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
   });
 
   it("delivers data, end and close that arrived before start, in order", async () => {
-    nextAccept = deferred();
     let late: Connection | undefined;
     const unstarted = deferred<Connection>();
-    const lateListener = await transport.listen({ host: HOST, port: 0 }, (connection) => {
-      late = connection;
-      open.push(connection);
+    const lateListener = await harness.transport.listen({ host: HOST, port: 0 }, (connection) => {
+      late = harness.track(connection);
       unstarted.resolve(connection);
     });
     try {
-      const client = await transport.connect({ host: HOST, port: lateListener.address.port });
-      open.push(client);
-      const clientRec = new Recorder();
-      client.start(clientRec);
+      const { client, clientRec } = await harness.connect(lateListener.address.port);
       client.write(new TextEncoder().encode("early"));
       client.end();
       await within(unstarted.promise, 5000, "accept");
@@ -250,19 +162,16 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
   it("stops accepting after the listener closes and keeps open connections working", async () => {
     const extra = deferred<Connection>();
     const recorder = new Recorder();
-    const second = await transport.listen({ host: HOST, port: 0 }, (connection) => {
-      open.push(connection);
+    const second = await harness.transport.listen({ host: HOST, port: 0 }, (connection) => {
+      harness.track(connection);
       connection.start(recorder);
       extra.resolve(connection);
     });
     const port = second.address.port;
-    const client = await transport.connect({ host: HOST, port });
-    open.push(client);
-    const clientRec = new Recorder();
-    client.start(clientRec);
+    const { client, clientRec } = await harness.connect(port);
     const server = await within(extra.promise, 5000, "accept");
     await second.close();
-    await assert.rejects(transport.connect({ host: HOST, port }), (error: Error & { code?: string }) => {
+    await assert.rejects(harness.transport.connect({ host: HOST, port }), (error: CodedError) => {
       assert.match(error.message, new RegExp(`Cannot connect to 127\\.0\\.0\\.1:${port}: connection refused`));
       assert.equal(error.code, "ECONNREFUSED");
       return true;
@@ -275,8 +184,8 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
   });
 
   it("fails to listen on a port in use with EADDRINUSE naming host:port", async () => {
-    const port = listener.address.port;
-    await assert.rejects(transport.listen({ host: HOST, port }, () => {}), (error: Error & { code?: string }) => {
+    const port = harness.listener.address.port;
+    await assert.rejects(harness.transport.listen({ host: HOST, port }, () => {}), (error: CodedError) => {
       assert.equal(error.code, "EADDRINUSE");
       assert.match(error.message, new RegExp(`Cannot listen on 127\\.0\\.0\\.1:${port}: address already in use`));
       return true;
