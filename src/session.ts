@@ -8,6 +8,8 @@ import type { CloseReason } from "./close_reason.ts";
 import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import { FrameTooLargeError } from "./errors.ts";
 import { FrameDecoder } from "./frame_decoder.ts";
+import { writeField } from "./_header_fields.ts";
+import { outputBuffer } from "./_output_slab.ts";
 import { FrameEncoder } from "./frame_encoder.ts";
 import type { FrameLayout } from "./frame_layout.ts";
 import type { Connection, SocketAddress } from "./transport/types.ts";
@@ -310,6 +312,10 @@ export class TransportSession implements Session {
   readonly #role: SessionRole;
   readonly #decoder: FrameDecoder;
   readonly #encoder: FrameEncoder;
+  readonly #headerSize: number;
+  readonly #idBytes: number;
+  readonly #lengthBytes: number;
+  readonly #littleEndian: boolean;
 
   #state = OPEN;
   #reason: CloseReason | undefined;
@@ -363,6 +369,10 @@ export class TransportSession implements Session {
     this.#options = options;
     this.#decoder = new FrameDecoder(layout);
     this.#encoder = new FrameEncoder(layout);
+    this.#headerSize = layout.headerSize;
+    this.#idBytes = layout.idBytes;
+    this.#lengthBytes = layout.lengthBytes;
+    this.#littleEndian = layout.littleEndian;
   }
 
   /** Begin receiving: wires the connection's events to this session. */
@@ -398,7 +408,7 @@ export class TransportSession implements Session {
     const bytes = typeof body === "string" ? utf8.encode(body) : body;
     this.#check(id, bytes);
     if (this.#state !== OPEN) return false;
-    if (this.queuedBytes + this.#encoder.frameSize(bytes) > this.#options.hardLimit) {
+    if (this.queuedBytes + this.#headerSize + bytes.length > this.#options.hardLimit) {
       this.beginClose("slow-consumer", false);
       return false;
     }
@@ -625,7 +635,7 @@ export class TransportSession implements Session {
     if (this.#state === CLOSED) return;
     this.#ids.push(id);
     this.#bodies.push(body);
-    this.#queueBytes += this.#encoder.frameSize(body);
+    this.#queueBytes += this.#headerSize + body.length;
     if (!this.#flushScheduled && !this.#waitingDrain) {
       this.#flushScheduled = true;
       queueMicrotask(this.#flushTask);
@@ -641,9 +651,21 @@ export class TransportSession implements Session {
     if (this.#waitingDrain || this.#state === CLOSED || this.#ids.length === 0) return;
     const ids = this.#ids;
     const bodies = this.#bodies;
-    const out = new Uint8Array(this.#queueBytes);
+    // Frames were checked when queued: write headers and bodies straight in.
+    const out = outputBuffer(this.#queueBytes);
+    const headerSize = this.#headerSize;
+    const idBytes = this.#idBytes;
+    const lengthBytes = this.#lengthBytes;
+    const little = this.#littleEndian;
     let offset = 0;
-    for (let i = 0; i < ids.length; i++) offset = this.#encoder.encodeInto(out, offset, ids[i]!, bodies[i]!);
+    for (let i = 0; i < ids.length; i++) {
+      const body = bodies[i]!;
+      writeField(out, offset, idBytes, ids[i]!, little);
+      writeField(out, offset + idBytes, lengthBytes, body.length, little);
+      if (body.length === 1) out[offset + headerSize] = body[0]!;
+      else if (body.length !== 0) out.set(body, offset + headerSize);
+      offset += headerSize + body.length;
+    }
     this.counters.framesOut += ids.length;
     this.counters.bytesOut += out.length;
     this.#ids = [];
