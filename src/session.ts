@@ -344,6 +344,10 @@ export class TransportSession implements Session {
   /** When the frame now being received started (clock time), if one is. */
   #frameStartedAt: number | undefined;
   #frameTimer: TimerHandle | undefined;
+  /** During a graceful close: aborts a flush stalled on a peer that does not read. */
+  #stallTimer: TimerHandle | undefined;
+  /** Drains seen so far, to tell a stalled flush from a slow one. */
+  #drains = 0;
 
   readonly #flushTask = (): void => this.#flush();
   readonly #onFrame = (id: number, body: Uint8Array): void => this.#dispatch(id, body);
@@ -486,6 +490,7 @@ export class TransportSession implements Session {
       this.#connection.resume();
     }
     this.#maybeFinishClosing();
+    if (!this.#endSent && this.#state === CLOSING) this.#armStallTimer(this.#drains);
   }
 
   /** Queue a reply for `request`, keeping request order. */
@@ -554,18 +559,38 @@ export class TransportSession implements Session {
     this.#frameTimer = this.#options.clock.setTimeout(() => {
       this.#frameTimer = undefined;
       if (this.#state !== OPEN || this.#frameStartedAt === undefined) return;
+      if (this.#readingPaused) {
+        // We stopped reading (backpressure): the peer is not dripping; restart the clock.
+        this.#frameStartedAt = this.#options.clock.now();
+        this.#armFrameTimer(this.#options.frameTimeout);
+        return;
+      }
       const pendingFor = this.#options.clock.now() - this.#frameStartedAt;
       if (pendingFor >= this.#options.frameTimeout) this.beginClose("frame-timeout", true);
       else this.#armFrameTimer(this.#options.frameTimeout - pendingFor);
     }, ms);
   }
 
+  /**
+   * A graceful close waits for its replies to be written. If the peer does not
+   * read, no drain ever comes: abort when a whole linger timeout passes with
+   * the flush stalled and no drain seen.
+   */
+  #armStallTimer(drainsBefore: number): void {
+    this.#stallTimer = this.#options.clock.setTimeout(() => {
+      this.#stallTimer = undefined;
+      if (this.#state !== CLOSING || this.#endSent) return;
+      if (this.#waitingDrain && this.#drains === drainsBefore) this.#connection.abort();
+      else this.#armStallTimer(this.#drains);
+    }, this.#options.lingerTimeout);
+  }
+
   #clearTimers(): void {
     const clock = this.#options.clock;
-    for (const timer of [this.#lingerTimer, this.#idleTimer, this.#frameTimer]) {
+    for (const timer of [this.#lingerTimer, this.#idleTimer, this.#frameTimer, this.#stallTimer]) {
       if (timer !== undefined) clock.clearTimeout(timer);
     }
-    this.#lingerTimer = this.#idleTimer = this.#frameTimer = undefined;
+    this.#lingerTimer = this.#idleTimer = this.#frameTimer = this.#stallTimer = undefined;
   }
 
   #dispatch(id: number, body: Uint8Array): void {
@@ -679,6 +704,7 @@ export class TransportSession implements Session {
 
   #onDrain(): void {
     this.#waitingDrain = false;
+    this.#drains++;
     this.#lastActivity = this.#options.clock.now();
     if (this.#ids.length > 0) this.#flush();
     else {
@@ -701,7 +727,11 @@ export class TransportSession implements Session {
     if (pause === this.#readingPaused) return;
     this.#readingPaused = pause;
     if (pause) this.#connection.pause();
-    else this.#connection.resume();
+    else {
+      // The frame clock does not run while we chose not to read.
+      if (this.#frameStartedAt !== undefined) this.#frameStartedAt = this.#options.clock.now();
+      this.#connection.resume();
+    }
   }
 
   /** In `closing`: once every reply owed is queued and flushed, half-close and linger. */
@@ -709,6 +739,10 @@ export class TransportSession implements Session {
     if (this.#state !== CLOSING || this.#endSent) return;
     if (this.#pipeline.length > 0 || this.#ids.length > 0) return;
     this.#endSent = true;
+    if (this.#stallTimer !== undefined) {
+      this.#options.clock.clearTimeout(this.#stallTimer);
+      this.#stallTimer = undefined;
+    }
     this.#connection.end();
     this.#lingerTimer = this.#options.clock.setTimeout(() => {
       this.#lingerTimer = undefined;

@@ -235,6 +235,58 @@ describe("Session", () => {
     });
   });
 
+  describe("graceful close against a peer that does not read", () => {
+    it("aborts when a whole linger timeout passes with the flush stalled", async () => {
+      const h = harness(echo, { lingerTimeout: 1000 });
+      h.connection.accepting = false;
+      h.connection.receive(frame(1, "a"));
+      await turn();
+      h.connection.receive(frame(2, "b")); // queued behind the pending drain
+      h.session.close();
+      h.clock.advance(999);
+      assert.equal(h.connection.aborted, false);
+      h.clock.advance(1);
+      assert.equal(h.connection.aborted, true, "stalled for the whole linger timeout");
+      await turn();
+      assert.deepEqual(h.closes.map((c) => c.reason), ["closed-by-app"]);
+    });
+
+    it("keeps waiting while drains show the peer is still reading", async () => {
+      const h = harness(echo, { lingerTimeout: 1000 });
+      h.connection.accepting = false;
+      h.connection.receive(frame(1, "a"));
+      await turn();
+      h.connection.receive(frame(2, "b"));
+      h.session.close();
+      h.clock.advance(900);
+      h.connection.pending = 1; // the OS took some: a drain, but still full
+      h.connection.accepting = false;
+      h.connection.handlers!.onDrain();
+      h.clock.advance(900);
+      assert.equal(h.connection.aborted, false, "progress was made within the last linger timeout");
+      h.connection.drain();
+      await turn();
+      assert.equal(h.connection.ended, true, "everything written, then FIN");
+      assert.deepEqual(h.sent(), ["1:a", "2:b"]);
+    });
+  });
+
+  it("does not count frame time while it stopped reading for backpressure", async () => {
+    const h = harness(echo, { frameTimeout: 500, highWaterMark: 10, lowWaterMark: 5, hardLimit: 1000 });
+    h.connection.accepting = false;
+    const partial = frame(2, "second");
+    h.connection.receive(concat([frame(1, "x".repeat(20)), partial.subarray(0, 3)]));
+    await turn();
+    assert.equal(h.connection.paused, true, "over the high-water mark");
+    h.clock.advance(2000);
+    assert.equal(h.session.state, "open", "no frame-timeout while we do not read");
+    h.connection.drain();
+    h.clock.advance(499);
+    assert.equal(h.session.state, "open");
+    h.clock.advance(1);
+    assert.equal(h.session.closeReason, "frame-timeout", "the clock runs again once reading resumes");
+  });
+
   describe("backpressure", () => {
     it("stops reading above the high-water mark and resumes only below the low one", async () => {
       const h = harness(echo, { highWaterMark: 100, lowWaterMark: 40 });
