@@ -47,6 +47,16 @@ export interface Child {
 }
 
 const running = new Set<ChildProcess>();
+const finished: Child[] = [];
+
+/**
+ * Lines in which a child reported an error that escaped every handler
+ * (`tlvkit: internal error: ...`, printed by the CLI's last-resort hooks).
+ * A test run must end with none.
+ */
+export function escapedErrors(): string[] {
+  return finished.flatMap((child) => child.stderr.split("\n").filter((line) => line.includes("internal error")));
+}
 
 /** Start `command` with its output collected. Remember to `stopAll()` in an `after`. */
 export function start(command: string[], options: { shell?: boolean } = {}): Child {
@@ -95,6 +105,7 @@ export function start(command: string[], options: { shell?: boolean } = {}): Chi
   child.stderr!.on("data", (text: string) => (result.stderr += text));
   child.on("close", (code, signal) => {
     running.delete(child);
+    finished.push(result);
     exited.resolve({ code, signal });
   });
   child.on("error", (error) => {

@@ -4,14 +4,17 @@ import { encodeFrame, FrameDecoder } from "../mod.ts";
 import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
 import type { Connection } from "../src/transport/types.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
-import { type Child, runToEnd, runtimeCommand, start, stopAll } from "./_processes.ts";
+import { type Child, runToEnd, runtimeCommand, start, stopAll, escapedErrors } from "./_processes.ts";
 
 const RUNTIME = detectRuntime();
 const CLI = runtimeCommand(RUNTIME, "src/cli.ts");
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 
-after(stopAll);
+after(async () => {
+  await stopAll();
+  assert.deepEqual(escapedErrors(), [], "no child reported an error that escaped every handler");
+});
 
 async function startServe(...args: string[]): Promise<{ child: Child; port: number }> {
   const child = start([...CLI, "serve", "--port", "0", ...args]);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { detectRuntime } from "../src/transport/detect.ts";
 import type { RuntimeName } from "../src/transport/types.ts";
-import { type Child, runToEnd, runtimeCommand, start, stopAll } from "./_processes.ts";
+import { type Child, runToEnd, runtimeCommand, start, stopAll, escapedErrors } from "./_processes.ts";
 import { runSeed } from "./_seeded_random.ts";
 
 const RUNTIMES: RuntimeName[] = ["node", "deno", "bun"];
@@ -11,7 +11,10 @@ const SEED = runSeed();
 // the matrix is one check, so it runs once per `npm test`, in the Node run.
 const SKIP = detectRuntime() === "node" ? false : "the 9-pair interop matrix runs once per npm test, in the Node run";
 
-after(stopAll);
+after(async () => {
+  await stopAll();
+  assert.deepEqual(escapedErrors(), [], "no child reported an error that escaped every handler");
+});
 
 describe(`interop matrix: server on each runtime x client on each runtime (seed ${SEED})`, () => {
   for (const serverRuntime of RUNTIMES) {
