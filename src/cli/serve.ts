@@ -122,13 +122,9 @@ export async function runServe(args: string[]): Promise<number> {
     logger,
   });
   const address = formatHostPort(server.address.host, server.address.port);
-  logger.info(
-    `tlvkit ${VERSION} on ${detectRuntime()}: serving on ${address} (max body ${layout.maxBody}, ` +
-      `${layout.idBytes}-byte ids, ${layout.lengthBytes}-byte lengths, ${layout.byteOrder}-endian)`,
-  );
-  writeLine(process.stdout, `listening on ${address}`);
-
-  return await new Promise<number>((resolve) => {
+  // Signal handlers go in before the ready line, so a signal sent as soon as
+  // a supervisor sees "listening on" is always handled.
+  const stopped = new Promise<number>((resolve) => {
     let stopping = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (stopping) {
@@ -148,4 +144,10 @@ export async function runServe(args: string[]): Promise<number> {
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
   });
+  logger.info(
+    `tlvkit ${VERSION} on ${detectRuntime()}: serving on ${address} (max body ${layout.maxBody}, ` +
+      `${layout.idBytes}-byte ids, ${layout.lengthBytes}-byte lengths, ${layout.byteOrder}-endian)`,
+  );
+  writeLine(process.stdout, `listening on ${address}`);
+  return await stopped;
 }
