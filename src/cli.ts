@@ -61,14 +61,32 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that goes away (`tlvkit serve | head -1`) must neither crash nor
+// spin the server: writes to a closed standard stream are dropped.
+let streamsClosed = false;
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", () => {
+    streamsClosed = true;
+  });
+}
+
 // An error that escapes every handler is a bug in tlvkit: report it in one line
-// and keep serving the sessions that are unaffected.
-process.on("uncaughtException", (error: unknown) => {
-  process.stderr.write(`tlvkit: internal error: ${error instanceof Error ? error.message : String(error)}\n`);
-});
-process.on("unhandledRejection", (error: unknown) => {
-  process.stderr.write(`tlvkit: internal error: ${error instanceof Error ? error.message : String(error)}\n`);
-});
+// (once per distinct message, never recursively) and keep serving the sessions
+// that are unaffected.
+let reporting = false;
+function reportEscaped(error: unknown): void {
+  if (reporting || streamsClosed) return;
+  reporting = true;
+  try {
+    process.stderr.write(`tlvkit: internal error: ${error instanceof Error ? error.message : String(error)}\n`);
+  } catch {
+    // standard error is gone too: nothing left to tell
+  } finally {
+    reporting = false;
+  }
+}
+process.on("uncaughtException", reportEscaped);
+process.on("unhandledRejection", reportEscaped);
 
 process.exitCode = await main(process.argv.slice(2));
 process.exit();

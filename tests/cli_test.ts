@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { after, describe, it } from "node:test";
 import { encodeFrame, FrameDecoder } from "../mod.ts";
 import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
@@ -301,6 +302,28 @@ describe(`command line on ${RUNTIME}`, () => {
     } finally {
       for (const peer of peers) peer.conn.abort();
     }
+  });
+
+  it("keeps serving, without spinning, after the readers of its output and logs go away", async () => {
+    const { child, port } = await startServe("--log-level", "debug");
+    child.process.stdout!.destroy();
+    child.process.stderr!.destroy();
+    // Session logs now hit a closed pipe.
+    const first = await runToEnd([...CLI, "send", "--port", String(port), "--data", "log me"]);
+    assert.equal(first.code, 0, first.stderr);
+    await sleep(300);
+    const cpuTicks = (): number => {
+      const fields = readFileSync(`/proc/${child.process.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      return Number(fields[11]) + Number(fields[12]); // utime + stime
+    };
+    const before = cpuTicks();
+    await sleep(1000);
+    const used = cpuTicks() - before;
+    assert.ok(used < 30, `an idle server used ${used} CPU ticks in a second after its stdout closed`);
+    const result = await runToEnd([...CLI, "send", "--port", String(port), "--data", "still here"]);
+    assert.equal(result.code, 0, result.stderr);
+    child.kill("SIGTERM");
+    assert.equal((await within(child.exited, 10_000, "exit")).code, 0, child.stderr);
   });
 
   it("answers a send of 1,000 frames with --count", async () => {
