@@ -24,8 +24,8 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BIN = join(ROOT, "node_modules", ".bin");
 /** A step still running after this long is killed and fails. */
 const STEP_TIMEOUT_MS = 25 * 60 * 1000;
-/** Permissions the suite needs under Deno: sockets, child processes, files, environment. */
-const DENO_TEST_PERMISSIONS = ["--allow-net", "--allow-run", "--allow-read", "--allow-write", "--allow-env", "--allow-sys"];
+/** Permissions the suite needs under Deno: sockets, child processes, files, environment, and /proc (which Deno gates behind --allow-all). */
+const DENO_TEST_PERMISSIONS = ["--allow-all"];
 const RUNTIMES = ["node", "deno", "bun"] as const;
 type Runtime = typeof RUNTIMES[number];
 

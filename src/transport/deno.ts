@@ -90,31 +90,6 @@ const ACCEPT_RETRY_MS = 50;
 /** Fills released queue slots. */
 const EMPTY = new Uint8Array(0);
 
-// The read slab shared by every connection. Regions are handed out in order and
-// never handed out twice; only the unused tail of the latest region comes back.
-let slab: Uint8Array = EMPTY;
-let slabUsed = 0;
-
-/** Take a region of about `want` bytes (less when the slab is nearly used up) to read into. */
-function takeRegion(want: number): Uint8Array {
-  let free = slab.length - slabUsed;
-  if (free < want && free < SLAB_REFILL_BELOW) {
-    slab = new Uint8Array(SLAB_SIZE);
-    slabUsed = 0;
-    free = SLAB_SIZE;
-  }
-  const start = slabUsed;
-  slabUsed += want < free ? want : free;
-  return slab.subarray(start, slabUsed);
-}
-
-/** Give back the part of `region` after its first `used` bytes, when nothing was taken after it. */
-function returnTail(region: Uint8Array, used: number): void {
-  if (region.buffer === slab.buffer && region.byteOffset + region.length === slabUsed) {
-    slabUsed = region.byteOffset + used;
-  }
-}
-
 function asError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
 }
@@ -193,6 +168,8 @@ class DenoConnection implements Connection {
 
   // Reading.
   #readSize = MIN_READ;
+  #slab: Uint8Array = EMPTY;
+  #slabUsed = 0;
   #paused = false;
   /** Resolves the promise the read loop waits on while paused. */
   #wake: (() => void) | undefined;
@@ -274,6 +251,32 @@ class DenoConnection implements Connection {
     }
   }
 
+  /**
+   * A region of about `want` bytes to read into, from this connection's own
+   * slab: one read is pending at a time per connection, so the unused tail of
+   * every read comes back and regions are packed without gaps. The slab is
+   * sized from the read size, so an idle connection (reads shrunk to the
+   * minimum) holds little.
+   */
+  #takeRegion(want: number): Uint8Array {
+    let free = this.#slab.length - this.#slabUsed;
+    if (free < want && free < SLAB_REFILL_BELOW) {
+      this.#slab = new Uint8Array(Math.min(SLAB_SIZE, want * 4));
+      this.#slabUsed = 0;
+      free = this.#slab.length;
+    }
+    const start = this.#slabUsed;
+    this.#slabUsed += want < free ? want : free;
+    return this.#slab.subarray(start, this.#slabUsed);
+  }
+
+  /** Give back the part of `region` after its first `used` bytes. */
+  #returnTail(region: Uint8Array, used: number): void {
+    if (region.buffer === this.#slab.buffer && region.byteOffset + region.length === this.#slabUsed) {
+      this.#slabUsed = region.byteOffset + used;
+    }
+  }
+
   async #readLoop(): Promise<void> {
     const conn = this.#conn;
     while (!this.#closed) {
@@ -282,23 +285,23 @@ class DenoConnection implements Connection {
         continue;
       }
       const want = this.#readSize;
-      const region = takeRegion(want);
+      const region = this.#takeRegion(want);
       let read: number | null;
       try {
         read = await conn.read(region);
       } catch (error) {
-        returnTail(region, 0);
+        this.#returnTail(region, 0);
         this.#readFailed(error);
         return;
       }
       if (read === null || read === 0) {
-        returnTail(region, 0);
+        this.#returnTail(region, 0);
         // A FIN read while paused waits, like data, for resume().
         while (this.#paused && !this.#closed) await this.#resumed();
         if (!this.#closed) this.#deliverEnd();
         return;
       }
-      returnTail(region, read);
+      this.#returnTail(region, read);
       if (read === region.length) {
         if (read === want && want < MAX_READ) this.#readSize = want * 2;
       } else if (read < want >>> 2 && want > MIN_READ) {

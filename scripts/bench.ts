@@ -1,0 +1,1043 @@
+/**
+ * Load generator for tlvkit servers (and for the raw echo servers of
+ * `scripts/raw-echo/`, the ceiling tlvkit is compared with). Runs unchanged on
+ * Node.js, Deno and Bun: it drives connections through tlvkit's own socket
+ * adapter (`loadTransport()`) and codec (`FrameEncoder`/`FrameDecoder`), keeps
+ * `--window` frames in flight on each of `--connections` connections, checks
+ * every reply, and reports frames/s, MB/s, per-frame round-trip latency, its
+ * own CPU and — when it started the server itself, on Linux — the server's CPU
+ * time per frame over the measured window and its peak RSS.
+ *
+ * ```sh
+ * # start a server (pinned to CPU 1; the generator pins itself to CPU 0) and load it
+ * node --import tsx scripts/bench.ts --server tlvkit --runtime deno --size 64
+ * node --import tsx scripts/bench.ts --server raw --runtime bun --size 4096 --window 4
+ * node --import tsx scripts/bench.ts --server tlvkit --runtime node --mode hello --json
+ * node --import tsx scripts/bench.ts --server tlvkit --runtime node --idle 1000
+ * # attach to a running server (add --pid PID for its CPU and RSS)
+ * node --import tsx scripts/bench.ts --port 10086 --duration 10
+ * # the generator itself on Deno or Bun
+ * ./node_modules/.bin/deno run -A scripts/bench.ts --server tlvkit --runtime deno
+ * ./node_modules/.bin/bun scripts/bench.ts --server tlvkit --runtime bun
+ * ```
+ *
+ * Options: `--host H` `--port P` (attach), or `--server tlvkit|raw` with
+ * `--runtime node|deno|bun` (start it); `--connections 16`, `--window 16`
+ * (frames in flight per connection), `--size 64` (body bytes; for `hello` the
+ * request body's approximate size), `--duration 5` and `--warmup 1` (seconds),
+ * `--mode echo|hello`, `--idle N` (open N idle sessions and report the server's
+ * RSS before and after instead of loading it), `--expect tlvkit|raw` (what
+ * replies look like when attaching; a raw echo returns every byte verbatim),
+ * `--pid PID` (the attached server's process, for CPU and RSS), `--no-pin`,
+ * `--json` (one machine-readable result line on stdout).
+ *
+ * What the figures mean:
+ *
+ * - **frames/s**: replies received and verified within the measured window,
+ *   per second. **MB/s**: wire bytes (header + body) of those frames per
+ *   direction, in 10^6 bytes per second (`in` = replies, `out` = the requests
+ *   they answer; equal for echo).
+ * - **latency**: per frame, from the moment the generator handed the request to
+ *   the socket to the moment the chunk holding its reply was processed.
+ *   Requests are pipelined, so this includes queueing behind the window.
+ * - **server CPU µs/frame**: `utime + stime` of the server process from
+ *   `/proc/PID/stat` at the window's start and end, divided by the frames in
+ *   the window. The kernel counts in ticks (`getconf CLK_TCK`, normally 100 per
+ *   second, so 10 ms): a 5 s window at full load holds ~500 ticks (0.2 %
+ *   granularity); windows under a second are coarse.
+ * - **server peak RSS**: `VmHWM` from `/proc/PID/status`, the process's high
+ *   water mark since it started (including start-up).
+ * - **generator CPU**: `process.cpuUsage()` over the window. When it nears
+ *   100 % of a core while the server's stays lower, the generator, not the
+ *   server, sets the pace: throughput figures then describe the generator.
+ *
+ * Every reply is checked (echo: same id and body; hello: the exact JSON reply,
+ * precomputed; raw server: the bytes echoed verbatim, which are the request
+ * frames). Any mismatch, missing reply, extra frame or unexpected close counts
+ * as an error; the exit status is 1 when errors are not 0.
+ *
+ * Pinning: when it starts the server and `taskset` exists on a machine with at
+ * least two CPUs, the server runs under `taskset -c 1` and the generator pins
+ * all its threads to CPU 0 (`taskset -a -p -c 0`); `--no-pin` turns both off.
+ * Elsewhere nothing is pinned and the figures are noisier.
+ *
+ * The module also exports its parts (`startServer`, `runLoad`, `runIdle`, ...)
+ * for `scripts/bench-matrix.ts`.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { join, resolve } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import {
+  type Connection,
+  detectRuntime,
+  FrameDecoder,
+  FrameEncoder,
+  HELLO_ID,
+  HELLO_REPLY_PREFIX,
+  loadTransport,
+  type RuntimeName,
+  type Transport,
+} from "../mod.ts";
+
+/** The repository root. */
+export const ROOT: string = fileURLToPath(new URL("..", import.meta.url));
+
+/** Which server a run talks to: tlvkit's `serve`, or the raw echo of `scripts/raw-echo/`. */
+export type ServerKind = "tlvkit" | "raw";
+/** What is sent: echo frames of `size` bytes, or HELLO requests. */
+export type LoadMode = "echo" | "hello";
+
+const RUNTIMES: readonly RuntimeName[] = ["node", "deno", "bun"];
+const utf8 = new TextEncoder();
+
+// ---------------------------------------------------------------------------
+// Processes, pinning and /proc
+
+function bin(name: string): string {
+  const local = join(ROOT, "node_modules", ".bin", name);
+  return existsSync(local) ? local : name;
+}
+
+/** The command that runs TypeScript file `file` (relative to the root) under `runtime`. */
+export function runtimeCommand(runtime: RuntimeName, file: string): string[] {
+  switch (runtime) {
+    case "node":
+      return ["node", "--import", "tsx", file];
+    case "deno":
+      return [bin("deno"), "run", "--quiet", "--allow-net", file];
+    case "bun":
+      return [bin("bun"), file];
+  }
+}
+
+let tasksetFound: boolean | undefined;
+
+/** `true` when CPUs can be pinned: Linux, `taskset` present, at least two CPUs. */
+export function canPin(): boolean {
+  if (tasksetFound === undefined) {
+    tasksetFound = process.platform === "linux" && availableParallelism() >= 2 &&
+      ["/usr/bin/taskset", "/bin/taskset", "/usr/local/bin/taskset"].some((path) => existsSync(path));
+  }
+  return tasksetFound;
+}
+
+/**
+ * Pin every thread of this process to `cpu` (Linux, `taskset`).
+ *
+ * @returns `true` when it worked.
+ */
+export function pinSelf(cpu: number): boolean {
+  if (!canPin()) return false;
+  try {
+    execFileSync("taskset", ["-a", "-p", "-c", String(cpu), String(process.pid)], { stdio: "ignore", timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let clockTicks: number | undefined;
+
+/** Kernel clock ticks per second (`getconf CLK_TCK`; 100 when it cannot be asked). */
+export function clockTicksPerSecond(): number {
+  if (clockTicks === undefined) {
+    clockTicks = 100;
+    try {
+      const value = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8", timeout: 5000 }).trim());
+      if (Number.isInteger(value) && value > 0) clockTicks = value;
+    } catch {
+      // keep 100, Linux's usual USER_HZ
+    }
+  }
+  return clockTicks;
+}
+
+/** `utime + stime` of process `pid` in clock ticks, from `/proc/PID/stat`; `undefined` off Linux. */
+export function readCpuTicks(pid: number): number | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  // Fields after "(comm)": state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  return Number.isFinite(utime) && Number.isFinite(stime) ? utime + stime : undefined;
+}
+
+/** A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`) in KiB; `undefined` off Linux. */
+export function readStatusKiB(pid: number, field: "VmRSS" | "VmHWM"): number | undefined {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(status);
+  return match ? Number(match[1]) : undefined;
+}
+
+/** Name and version of the runtime running this code. */
+export function runtimeVersion(): string {
+  const g = globalThis as { Deno?: { version: { deno: string } }; Bun?: { version: string } };
+  if (g.Deno) return `deno ${g.Deno.version.deno}`;
+  if (g.Bun) return `bun ${g.Bun.version}`;
+  return `node ${process.versions.node}`;
+}
+
+/** A server started by {@link startServer}. */
+export interface ServerProcess {
+  readonly kind: ServerKind;
+  readonly runtime: RuntimeName;
+  readonly pid: number;
+  readonly host: string;
+  readonly port: number;
+  /** The CPU it is pinned to, if any. */
+  readonly cpu: number | undefined;
+  /** The last few KiB of its standard error. */
+  stderr(): string;
+  /** SIGTERM, then SIGKILL after 2 s; resolves once it has exited (or 4 s have passed). */
+  stop(): Promise<void>;
+}
+
+const children = new Set<ChildProcess>();
+
+function alive(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+function signal(child: ChildProcess, name: "SIGTERM" | "SIGKILL"): void {
+  if (!alive(child) || child.pid === undefined) return;
+  try {
+    process.kill(child.pid, name);
+  } catch {
+    // already gone
+  }
+}
+
+function exited(child: ChildProcess, ms: number): Promise<boolean> {
+  if (!alive(child)) return Promise.resolve(true);
+  return new Promise((resolveExit) => {
+    const timer = setTimeout(() => {
+      child.off("exit", onExit);
+      resolveExit(false);
+    }, ms);
+    const onExit = (): void => {
+      clearTimeout(timer);
+      resolveExit(true);
+    };
+    child.once("exit", onExit);
+  });
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  signal(child, "SIGTERM");
+  if (!(await exited(child, 2000))) {
+    signal(child, "SIGKILL");
+    await exited(child, 2000);
+  }
+  children.delete(child);
+}
+
+/** Stop every server this module started and has not stopped yet. */
+export async function stopAllServers(): Promise<void> {
+  await Promise.all([...children].map((child) => stopChild(child)));
+}
+
+/** Last resort for an exiting process: SIGKILL every child still running. */
+export function killAllServersNow(): void {
+  for (const child of children) signal(child, "SIGKILL");
+}
+
+/**
+ * Start a server as a child process and wait for its `listening on` line.
+ *
+ * @param kind `tlvkit` (`src/cli.ts serve`) or `raw` (`scripts/raw-echo/RUNTIME.ts`).
+ * @param runtime The runtime to run it on.
+ * @param cpu Pin it to this CPU with `taskset -c` (ignored when pinning is impossible).
+ * @returns The running server.
+ * @throws {Error} When it exits or prints nothing within 30 s.
+ */
+export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: number): Promise<ServerProcess> {
+  const args = kind === "tlvkit"
+    ? [...runtimeCommand(runtime, "src/cli.ts"), "serve", "--port", "0", "--drain-timeout", "1"]
+    : [...runtimeCommand(runtime, `scripts/raw-echo/${runtime}.ts`), "--port", "0"];
+  const pinned = cpu !== undefined && canPin() ? cpu : undefined;
+  const command = pinned !== undefined ? ["taskset", "-c", String(pinned), ...args] : args;
+  const child = spawn(command[0]!, command.slice(1), { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8");
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (text: string) => {
+    stderr = (stderr + text).slice(-4096);
+  });
+  const label = `${kind} server on ${runtime}`;
+  try {
+    const [host, port] = await new Promise<[string, number]>((resolveListen, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`${label} printed no "listening on" line within 30 s; stderr: ${stderr.slice(-500)}`));
+      }, 30_000);
+      const onData = (text: string): void => {
+        stdout = (stdout + text).slice(-4096);
+        const match = /listening on (\S+):(\d+)/.exec(stdout);
+        if (match) {
+          clearTimeout(timer);
+          child.stdout!.off("data", onData);
+          child.stdout!.resume(); // keep draining, nothing else is expected there
+          resolveListen([match[1]!, Number(match[2])]);
+        }
+      };
+      child.stdout!.on("data", onData);
+      child.once("exit", (code, sig) => {
+        clearTimeout(timer);
+        reject(new Error(`${label} exited (${code ?? sig}) before listening; stderr: ${stderr.slice(-500)}`));
+      });
+      child.once("error", (error) => {
+        clearTimeout(timer);
+        reject(new Error(`${label} failed to start: ${error.message}`));
+      });
+    });
+    return {
+      kind,
+      runtime,
+      pid: child.pid!,
+      host: host.replace(/^\[|\]$/g, ""),
+      port,
+      cpu: pinned,
+      stderr: () => stderr,
+      stop: () => stopChild(child),
+    };
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// What is sent and what must come back
+
+/** Precomputed requests and expected replies, cycled through in order. */
+interface Plan {
+  /** Frames 0..k-1, twice over, back to back: any run of up to k frames is one subarray. */
+  readonly ring: Uint8Array;
+  /** Start of frame i in `ring` (2k + 1 entries). */
+  readonly offsets: Float64Array;
+  readonly k: number;
+  readonly replyIds: Uint32Array;
+  readonly replyBodies: Uint8Array[];
+  readonly requestSize: Float64Array;
+  readonly replySize: Float64Array;
+}
+
+const RING_LIMIT = 32 * 1024 * 1024;
+
+function buildPlan(mode: LoadMode, size: number, expect: ServerKind, window: number): Plan {
+  const encoder = new FrameEncoder();
+  const k = Math.max(window, 64);
+  const frames: Uint8Array[] = [];
+  const replyIds = new Uint32Array(k);
+  const replyBodies: Uint8Array[] = [];
+  const requestSize = new Float64Array(k);
+  const replySize = new Float64Array(k);
+  for (let i = 0; i < k; i++) {
+    let id: number;
+    let body: Uint8Array;
+    let replyId: number;
+    let replyBody: Uint8Array;
+    if (mode === "echo") {
+      id = (i * 37 + 2) % 65536;
+      if (id === HELLO_ID) id = 65533;
+      body = new Uint8Array(size);
+      for (let j = 0; j < size; j++) body[j] = (i * 131 + j * 7 + 1) & 0xff;
+      replyId = id;
+      replyBody = body;
+    } else {
+      const target = (i * 37 + 3) % 65536;
+      const overhead = `{"id":${target},"data":""}`.length;
+      let data = "";
+      for (let j = 0; j < Math.max(1, size - overhead); j++) data += String.fromCharCode(97 + ((i + j) % 26));
+      id = HELLO_ID;
+      body = utf8.encode(JSON.stringify({ id: target, data }));
+      replyId = target;
+      replyBody = utf8.encode(JSON.stringify({ id: target, data: HELLO_REPLY_PREFIX + data }));
+    }
+    const frame = encoder.encode(id, body);
+    if (frame.length * k * 2 > RING_LIMIT) {
+      throw new RangeError(`--window ${window} × --size ${size} needs more than ${RING_LIMIT >> 20} MiB of precomputed frames`);
+    }
+    frames.push(frame);
+    if (expect === "raw") {
+      replyIds[i] = id; // a raw echo returns the request bytes verbatim
+      replyBodies.push(body);
+    } else {
+      replyIds[i] = replyId;
+      replyBodies.push(replyBody);
+    }
+    requestSize[i] = frame.length;
+    replySize[i] = encoder.frameSize(replyBodies[i]!);
+  }
+  const offsets = new Float64Array(2 * k + 1);
+  let total = 0;
+  for (let i = 0; i < 2 * k; i++) {
+    offsets[i] = total;
+    total += frames[i % k]!.length;
+  }
+  offsets[2 * k] = total;
+  const ring = new Uint8Array(total);
+  for (let i = 0; i < 2 * k; i++) ring.set(frames[i % k]!, offsets[i]!);
+  return { ring, offsets, k, replyIds, replyBodies, requestSize, replySize };
+}
+
+// ---------------------------------------------------------------------------
+// Latency histogram: log-linear buckets, ~2 % resolution, bounded memory
+
+const BUCKETS_PER_OCTAVE = 32;
+const BUCKET_COUNT = BUCKETS_PER_OCTAVE * 34;
+
+class Histogram {
+  readonly counts = new Float64Array(BUCKET_COUNT);
+  total = 0;
+  max = 0;
+
+  record(us: number): void {
+    const bucket = us < 1 ? 0 : Math.min(BUCKET_COUNT - 1, 1 + Math.floor(Math.log2(us) * BUCKETS_PER_OCTAVE));
+    this.counts[bucket]!++;
+    this.total++;
+    if (us > this.max) this.max = us;
+  }
+
+  /** The value at quantile `q` (0..1), in µs: the geometric middle of its bucket. */
+  quantile(q: number): number {
+    if (this.total === 0) return 0;
+    const rank = Math.ceil(q * this.total);
+    let seen = 0;
+    for (let bucket = 0; bucket < BUCKET_COUNT; bucket++) {
+      seen += this.counts[bucket]!;
+      if (seen >= rank) return bucket === 0 ? 0.5 : Math.min(this.max, 2 ** ((bucket - 0.5) / BUCKETS_PER_OCTAVE));
+    }
+    return this.max;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Load
+
+/** Options of {@link runLoad}. */
+export interface LoadOptions {
+  host: string;
+  port: number;
+  connections: number;
+  /** Frames in flight per connection. */
+  window: number;
+  /** Body bytes (echo) or approximate request body bytes (hello). */
+  size: number;
+  /** Seconds measured. */
+  duration: number;
+  /** Seconds run before measuring. */
+  warmup: number;
+  mode: LoadMode;
+  /** What replies look like: tlvkit's (echo / HELLO answers) or a raw echo's (the request bytes). */
+  expect: ServerKind;
+  /** The server's process, for its CPU time and RSS (same machine only). */
+  serverPid: number | undefined;
+  /** Live progress on standard error. */
+  progress: boolean;
+  /** Socket adapter; defaults to the running runtime's. */
+  transport?: Transport;
+}
+
+/** The server's side of a load run (Linux, when its pid is known). */
+export interface ServerUsage {
+  pid: number;
+  /** CPU time (user + system) per frame in the window, µs. */
+  cpuUsPerFrame: number;
+  /** CPU time over wall time in the window (1 = one core busy). */
+  cpuShare: number;
+  /** Clock ticks counted in the window (the measurement's granularity). */
+  ticks: number;
+  ticksPerSecond: number;
+  /** VmHWM at the end of the run, KiB. */
+  peakRssKiB: number | undefined;
+}
+
+/** The outcome of {@link runLoad}. */
+export interface LoadResult {
+  mode: LoadMode;
+  size: number;
+  connections: number;
+  window: number;
+  generator: string;
+  /** Seconds actually measured. */
+  seconds: number;
+  frames: number;
+  framesPerSecond: number;
+  /** Reply wire bytes (header + body) per second, 10^6. */
+  mbpsIn: number;
+  /** Request wire bytes per second, 10^6. */
+  mbpsOut: number;
+  p50Us: number;
+  p99Us: number;
+  maxUs: number;
+  /** Generator CPU (user + system) per frame, µs. */
+  generatorCpuUsPerFrame: number;
+  /** Generator CPU time over wall time (1 = one core busy). */
+  generatorCpuShare: number;
+  server: ServerUsage | undefined;
+  errors: number;
+  /** The first few error messages. */
+  errorSamples: string[];
+}
+
+class Run {
+  measuring = false;
+  /** No new requests: only the replies in flight are awaited. */
+  stopping = false;
+  /** The generator is closing its connections: closes are expected. */
+  closing = false;
+  frames = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  readonly histogram = new Histogram();
+  errors = 0;
+  readonly errorSamples: string[] = [];
+  /** Frames received over the whole run, for progress. */
+  seen = 0;
+  /** Resolved when every flow has all its replies (or is closed) after stopping. */
+  onSettled: (() => void) | undefined;
+
+  error(message: string): void {
+    this.errors++;
+    if (this.errorSamples.length < 5) this.errorSamples.push(message);
+  }
+}
+
+/** One connection's stream of pipelined requests and their replies. */
+class Flow {
+  sent = 0;
+  received = 0;
+  closed = false;
+  #now = 0;
+  readonly #sendTimes: Float64Array;
+  readonly #decoder = new FrameDecoder();
+  readonly #closedWaiters: Array<() => void> = [];
+  readonly index: number;
+  readonly connection: Connection;
+  readonly run: Run;
+  readonly plan: Plan;
+  readonly window: number;
+
+  constructor(index: number, connection: Connection, run: Run, plan: Plan, window: number) {
+    this.index = index;
+    this.connection = connection;
+    this.run = run;
+    this.plan = plan;
+    this.window = window;
+    this.#sendTimes = new Float64Array(plan.k);
+    connection.start({
+      onData: (chunk) => this.#onData(chunk),
+      onEnd: () => {
+        if (!this.run.closing) this.run.error(`connection ${this.index}: the server half-closed it`);
+      },
+      onDrain: () => {},
+      onClose: (error) => {
+        this.closed = true;
+        if (!this.run.closing || this.received < this.sent) {
+          this.run.error(`connection ${this.index}: closed unexpectedly${error ? ` (${error.message})` : ""}`);
+        }
+        for (const wake of this.#closedWaiters.splice(0)) wake();
+        this.run.onSettled?.();
+      },
+    });
+  }
+
+  /** `true` when nothing is in flight (or nothing can come any more). */
+  get settled(): boolean {
+    return this.closed || this.received >= this.sent;
+  }
+
+  /** Resolves when the connection has closed, or after `ms`. */
+  closedWithin(ms: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolveClosed) => {
+      const timer = setTimeout(resolveClosed, ms);
+      this.#closedWaiters.push(() => {
+        clearTimeout(timer);
+        resolveClosed();
+      });
+    });
+  }
+
+  topUp(now: number): void {
+    const n = this.window - (this.sent - this.received);
+    if (n <= 0 || this.closed) return;
+    const plan = this.plan;
+    const k = plan.k;
+    const start = this.sent % k;
+    this.connection.write(plan.ring.subarray(plan.offsets[start]!, plan.offsets[start + n]!));
+    const times = this.#sendTimes;
+    for (let seq = this.sent, end = this.sent + n; seq < end; seq++) times[seq % k] = now;
+    this.sent += n;
+  }
+
+  readonly #onFrame = (id: number, body: Uint8Array): void => {
+    const run = this.run;
+    const plan = this.plan;
+    const seq = this.received;
+    if (seq >= this.sent) {
+      run.error(`connection ${this.index}: a frame (id ${id}, ${body.length} B) arrived with no request in flight`);
+      return;
+    }
+    const slot = seq % plan.k;
+    const expected = plan.replyBodies[slot]!;
+    if (id !== plan.replyIds[slot] || body.length !== expected.length || Buffer.compare(body, expected) !== 0) {
+      run.error(
+        `connection ${this.index}: reply ${seq} is id ${id} with ${body.length} B, expected id ${plan.replyIds[slot]} with ` +
+          `${expected.length} B${body.length === expected.length ? " (bodies differ)" : ""}`,
+      );
+    }
+    if (run.measuring) {
+      run.frames++;
+      run.bytesIn += plan.replySize[slot]!;
+      run.bytesOut += plan.requestSize[slot]!;
+      run.histogram.record((this.#now - this.#sendTimes[slot]!) * 1000);
+    }
+    this.received = seq + 1;
+    run.seen++;
+  };
+
+  #onData(chunk: Uint8Array): void {
+    this.#now = performance.now();
+    try {
+      this.#decoder.decode(chunk, this.#onFrame);
+    } catch (error) {
+      this.run.error(`connection ${this.index}: undecodable reply stream: ${error instanceof Error ? error.message : String(error)}`);
+      this.connection.abort();
+      return;
+    }
+    if (this.run.stopping) {
+      if (this.received >= this.sent) this.run.onSettled?.();
+    } else {
+      this.topUp(this.#now);
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
+}
+
+function cpuMicros(): number {
+  const usage = process.cpuUsage();
+  return usage.user + usage.system;
+}
+
+/** Resolve when `done()` holds (checked on every `run.onSettled` call), or after `ms`. */
+function settle(run: Run, done: () => boolean, ms: number): Promise<void> {
+  if (done()) return Promise.resolve();
+  return new Promise((resolveSettle) => {
+    const timer = setTimeout(finish, ms);
+    function finish(): void {
+      clearTimeout(timer);
+      run.onSettled = undefined;
+      resolveSettle();
+    }
+    run.onSettled = () => {
+      if (done()) finish();
+    };
+  });
+}
+
+async function closeFlows(run: Run, flows: Flow[]): Promise<void> {
+  run.stopping = true;
+  run.closing = true;
+  for (const flow of flows) flow.connection.end();
+  await Promise.all(flows.map((flow) => flow.closedWithin(3000)));
+  for (const flow of flows) if (!flow.closed) flow.connection.abort();
+}
+
+async function connectAll(transport: Transport, host: string, port: number, count: number, batch: number): Promise<Connection[]> {
+  const connections: Connection[] = [];
+  try {
+    for (let i = 0; i < count; i += batch) {
+      const n = Math.min(batch, count - i);
+      const settled = await Promise.allSettled(Array.from({ length: n }, () => transport.connect({ host, port })));
+      for (const outcome of settled) if (outcome.status === "fulfilled") connections.push(outcome.value);
+      const failed = settled.find((outcome) => outcome.status === "rejected");
+      if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    }
+  } catch (error) {
+    for (const connection of connections) connection.abort();
+    throw error;
+  }
+  return connections;
+}
+
+/**
+ * Load a server: `connections` connections, `window` frames in flight on each,
+ * for `warmup + duration` seconds; measure the last `duration`.
+ *
+ * @param options What to send and where.
+ * @returns The figures of the measured window.
+ */
+export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  const transport = options.transport ?? await loadTransport();
+  const plan = buildPlan(options.mode, options.size, options.expect, options.window);
+  const run = new Run();
+  const connections = await connectAll(transport, options.host, options.port, options.connections, 64);
+  const flows = connections.map((connection, index) => new Flow(index, connection, run, plan, options.window));
+  const pid = options.serverPid;
+  let result: LoadResult;
+  let progressTimer: ReturnType<typeof setInterval> | undefined;
+  try {
+    const started = performance.now();
+    for (const flow of flows) flow.topUp(started);
+    const showProgress = (phase: string, since: number, of: number, seenAtStart: number): void => {
+      const elapsed = (performance.now() - since) / 1000;
+      const rate = elapsed > 0 ? (run.seen - seenAtStart) / elapsed : 0;
+      process.stderr.write(
+        `\r  ${phase} ${elapsed.toFixed(1)}/${of.toFixed(1)} s  ${Math.round(rate).toLocaleString("en-US")} frames/s  errors ${run.errors}   `,
+      );
+    };
+    if (options.progress) progressTimer = setInterval(() => showProgress("warm-up", started, options.warmup, 0), 250);
+    await sleep(options.warmup * 1000);
+    if (progressTimer !== undefined) clearInterval(progressTimer);
+
+    const ticks0 = pid === undefined ? undefined : readCpuTicks(pid);
+    const cpu0 = cpuMicros();
+    const t0 = performance.now();
+    const seen0 = run.seen;
+    run.measuring = true;
+    if (options.progress) progressTimer = setInterval(() => showProgress("measuring", t0, options.duration, seen0), 250);
+    await sleep(options.duration * 1000);
+    run.measuring = false;
+    const t1 = performance.now();
+    const cpu1 = cpuMicros();
+    const ticks1 = pid === undefined ? undefined : readCpuTicks(pid);
+    if (progressTimer !== undefined) clearInterval(progressTimer);
+    if (options.progress) process.stderr.write("\r\x1b[K");
+
+    run.stopping = true;
+    await settle(run, () => flows.every((flow) => flow.settled), 10_000);
+    for (const flow of flows) {
+      if (!flow.closed && flow.received < flow.sent) {
+        run.error(`connection ${flow.index}: ${flow.sent - flow.received} replies missing 10 s after the run`);
+      }
+    }
+    const peakRssKiB = pid === undefined ? undefined : readStatusKiB(pid, "VmHWM");
+
+    const seconds = (t1 - t0) / 1000;
+    const frames = run.frames;
+    let server: ServerUsage | undefined;
+    if (pid !== undefined && ticks0 !== undefined && ticks1 !== undefined) {
+      const hz = clockTicksPerSecond();
+      const ticks = ticks1 - ticks0;
+      server = {
+        pid,
+        cpuUsPerFrame: frames > 0 ? (ticks / hz) * 1e6 / frames : 0,
+        cpuShare: ticks / hz / seconds,
+        ticks,
+        ticksPerSecond: hz,
+        peakRssKiB,
+      };
+    }
+    result = {
+      mode: options.mode,
+      size: options.size,
+      connections: options.connections,
+      window: options.window,
+      generator: runtimeVersion(),
+      seconds,
+      frames,
+      framesPerSecond: frames / seconds,
+      mbpsIn: run.bytesIn / seconds / 1e6,
+      mbpsOut: run.bytesOut / seconds / 1e6,
+      p50Us: run.histogram.quantile(0.5),
+      p99Us: run.histogram.quantile(0.99),
+      maxUs: run.histogram.max,
+      generatorCpuUsPerFrame: frames > 0 ? (cpu1 - cpu0) / frames : 0,
+      generatorCpuShare: (cpu1 - cpu0) / 1e6 / seconds,
+      server,
+      errors: 0, // counted after closing, below
+      errorSamples: [],
+    };
+  } finally {
+    if (progressTimer !== undefined) clearInterval(progressTimer);
+    await closeFlows(run, flows);
+  }
+  result.errors = run.errors;
+  result.errorSamples = run.errorSamples;
+  return result;
+}
+
+// ---------------------------------------------------------------------------
+// Idle sessions
+
+/** Options of {@link runIdle}. */
+export interface IdleOptions {
+  host: string;
+  port: number;
+  /** Sessions to open. */
+  count: number;
+  /** The server's process, for its RSS (required). */
+  serverPid: number;
+  /** Milliseconds to let the server settle before each RSS reading. */
+  settleMs: number;
+  transport?: Transport;
+}
+
+/** The outcome of {@link runIdle}. */
+export interface IdleResult {
+  count: number;
+  rssBeforeKiB: number;
+  rssAfterKiB: number;
+  /** RSS once the idle sessions have closed again. */
+  rssClosedKiB: number;
+  /** (after − before) / count. */
+  kibPerSession: number;
+  /** Seconds it took to open and ping every session. */
+  openSeconds: number;
+  errors: number;
+  errorSamples: string[];
+}
+
+/**
+ * Open `count` sessions, exchange one small echo frame on each (so that the
+ * server has surely accepted and set up every one), leave them idle, and read
+ * the server's RSS before and after.
+ *
+ * @param options Where, how many, and the server's pid.
+ * @returns RSS figures.
+ */
+export async function runIdle(options: IdleOptions): Promise<IdleResult> {
+  const transport = options.transport ?? await loadTransport();
+  const plan = buildPlan("echo", 16, "tlvkit", 1);
+  const run = new Run();
+  await sleep(options.settleMs);
+  const rssBeforeKiB = readStatusKiB(options.serverPid, "VmRSS") ?? 0;
+  const flows: Flow[] = [];
+  const opened = performance.now();
+  try {
+    for (let i = 0; i < options.count; i += 100) {
+      const connections = await connectAll(transport, options.host, options.port, Math.min(100, options.count - i), 100);
+      const batch = connections.map((connection, j) => new Flow(i + j, connection, run, plan, 1));
+      flows.push(...batch);
+      // One ping each; the flow's window of 1 sends no more until told to.
+      run.stopping = true;
+      for (const flow of batch) flow.topUp(performance.now());
+      await settle(run, () => batch.every((flow) => flow.settled), 10_000);
+      const missing = batch.filter((flow) => !flow.closed && flow.received < flow.sent).length;
+      if (missing > 0) run.error(`${missing} idle sessions got no echo within 10 s`);
+    }
+    const openSeconds = (performance.now() - opened) / 1000;
+    await sleep(options.settleMs);
+    const rssAfterKiB = readStatusKiB(options.serverPid, "VmRSS") ?? 0;
+    await closeFlows(run, flows);
+    flows.length = 0;
+    await sleep(options.settleMs);
+    const rssClosedKiB = readStatusKiB(options.serverPid, "VmRSS") ?? 0;
+    return {
+      count: options.count,
+      rssBeforeKiB,
+      rssAfterKiB,
+      rssClosedKiB,
+      kibPerSession: (rssAfterKiB - rssBeforeKiB) / options.count,
+      openSeconds,
+      errors: run.errors,
+      errorSamples: run.errorSamples,
+    };
+  } finally {
+    if (flows.length > 0) await closeFlows(run, flows);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Command line
+
+function fmt(value: number, digits = 1): string {
+  return value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+/** Human-readable lines for a load result. */
+export function describeLoad(result: LoadResult, target: string): string {
+  const frameBytes = result.frames > 0 ? result.mbpsIn * 1e6 * result.seconds / result.frames : 0;
+  const lines = [
+    `tlvkit bench: ${result.mode} ${result.size} B, ${result.connections} connections × ${result.window} in flight, ` +
+    `${fmt(result.seconds, 2)} s measured; generator ${result.generator}; server ${target}`,
+    `  frames/s         ${fmt(result.framesPerSecond, 0)}`,
+    `  MB/s             ${fmt(result.mbpsIn, 2)} in, ${fmt(result.mbpsOut, 2)} out (wire bytes per direction; replies ${fmt(frameBytes, 0)} B/frame)`,
+    `  latency          p50 ${fmt(result.p50Us, 0)} µs, p99 ${fmt(result.p99Us, 0)} µs, max ${fmt(result.maxUs, 0)} µs (round trip per frame)`,
+    `  generator CPU    ${fmt(result.generatorCpuShare * 100, 0)} % of a core, ${fmt(result.generatorCpuUsPerFrame, 2)} µs/frame`,
+  ];
+  const server = result.server;
+  if (server !== undefined) {
+    lines.push(
+      `  server CPU       ${fmt(server.cpuShare * 100, 0)} % of a core, ${fmt(server.cpuUsPerFrame, 2)} µs/frame ` +
+        `(${server.ticks} ticks of ${fmt(1000 / server.ticksPerSecond, 0)} ms)`,
+    );
+    if (server.peakRssKiB !== undefined) lines.push(`  server peak RSS  ${fmt(server.peakRssKiB / 1024, 1)} MiB (VmHWM)`);
+  }
+  lines.push(`  errors           ${result.errors}`);
+  for (const sample of result.errorSamples) lines.push(`    ${sample}`);
+  return lines.join("\n");
+}
+
+/** Human-readable lines for an idle result. */
+export function describeIdle(result: IdleResult, target: string): string {
+  const lines = [
+    `tlvkit bench: ${result.count} idle sessions on server ${target} (opened in ${fmt(result.openSeconds, 2)} s)`,
+    `  server RSS       ${fmt(result.rssBeforeKiB / 1024, 1)} MiB before, ${fmt(result.rssAfterKiB / 1024, 1)} MiB with the sessions, ` +
+    `${fmt(result.rssClosedKiB / 1024, 1)} MiB after closing them`,
+    `  per session      ${fmt(result.kibPerSession, 1)} KiB`,
+    `  errors           ${result.errors}`,
+  ];
+  for (const sample of result.errorSamples) lines.push(`    ${sample}`);
+  return lines.join("\n");
+}
+
+const USAGE = `Usage: bench.ts [--host H --port P [--pid PID] | --server tlvkit|raw --runtime node|deno|bun]
+                [--connections 16] [--window 16] [--size 64] [--duration 5] [--warmup 1]
+                [--mode echo|hello] [--expect tlvkit|raw] [--idle N] [--no-pin] [--json]`;
+
+class UsageError extends Error {}
+
+function numberOption(name: string, text: string | undefined, fallback: number, min: number, max: number, integer: boolean): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!(Number.isFinite(value) && value >= min && value <= max && (!integer || Number.isInteger(value)))) {
+    throw new UsageError(`--${name} must be ${integer ? "an integer" : "a number"} from ${min} to ${max}, got "${text}"`);
+  }
+  return value;
+}
+
+function choice<T extends string>(name: string, text: string | undefined, choices: readonly T[], fallback: T): T {
+  if (text === undefined) return fallback;
+  if (!(choices as readonly string[]).includes(text)) throw new UsageError(`--${name} must be one of ${choices.join(", ")}, got "${text}"`);
+  return text as T;
+}
+
+async function main(): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args: process.argv.slice(2),
+      strict: true,
+      allowPositionals: false,
+      options: {
+        host: { type: "string" },
+        port: { type: "string" },
+        pid: { type: "string" },
+        server: { type: "string" },
+        runtime: { type: "string" },
+        connections: { type: "string" },
+        window: { type: "string" },
+        size: { type: "string" },
+        duration: { type: "string" },
+        warmup: { type: "string" },
+        mode: { type: "string" },
+        expect: { type: "string" },
+        idle: { type: "string" },
+        "no-pin": { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+    }).values;
+  } catch (error) {
+    console.error(`bench: ${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  let options: LoadOptions;
+  let serverKind: ServerKind | undefined;
+  let serverRuntime: RuntimeName | undefined;
+  let idle: number | undefined;
+  try {
+    serverKind = values.server === undefined ? undefined : choice("server", values.server, ["tlvkit", "raw"] as const, "tlvkit");
+    serverRuntime = values.runtime === undefined ? undefined : choice("runtime", values.runtime, RUNTIMES, "node");
+    if (serverKind !== undefined && values.port !== undefined) throw new UsageError("use either --port (attach) or --server (start one), not both");
+    if (serverKind === undefined && serverRuntime !== undefined) throw new UsageError("--runtime needs --server tlvkit|raw");
+    if (serverKind !== undefined && values.pid !== undefined) throw new UsageError("--pid is for a server you attach to with --port");
+    const mode = choice("mode", values.mode, ["echo", "hello"] as const, "echo");
+    const size = numberOption("size", values.size, 64, mode === "hello" ? 16 : 0, mode === "hello" ? 60_000 : 65_535, true);
+    idle = values.idle === undefined ? undefined : numberOption("idle", values.idle, 1000, 1, 100_000, true);
+    options = {
+      host: values.host ?? "127.0.0.1",
+      port: numberOption("port", values.port, 10086, 1, 65535, true),
+      connections: numberOption("connections", values.connections, 16, 1, 10_000, true),
+      window: numberOption("window", values.window, 16, 1, 4096, true),
+      size,
+      duration: numberOption("duration", values.duration, 5, 0.1, 3600, false),
+      warmup: numberOption("warmup", values.warmup, 1, 0, 600, false),
+      mode,
+      expect: choice("expect", values.expect, ["tlvkit", "raw"] as const, serverKind ?? "tlvkit"),
+      serverPid: values.pid === undefined ? undefined : numberOption("pid", values.pid, 0, 1, 2 ** 22, true),
+      progress: process.stderr.isTTY === true && !values.json,
+    };
+    if (idle !== undefined && options.serverPid === undefined && serverKind === undefined) {
+      throw new UsageError("--idle reads the server's RSS: start it with --server, or give --pid");
+    }
+  } catch (error) {
+    if (!(error instanceof UsageError) && !(error instanceof RangeError)) throw error;
+    console.error(`bench: ${error.message}\n${USAGE}`);
+    return 2;
+  }
+
+  const stopOnSignal = (): void => {
+    void stopAllServers().finally(() => process.exit(130));
+  };
+  process.on("SIGINT", stopOnSignal);
+  process.on("SIGTERM", stopOnSignal);
+  process.on("exit", killAllServersNow);
+
+  let server: ServerProcess | undefined;
+  try {
+    let target = `${options.host}:${options.port}`;
+    if (serverKind !== undefined) {
+      const runtime = serverRuntime ?? detectRuntime();
+      const pin = !values["no-pin"] && canPin();
+      server = await startServer(serverKind, runtime, pin ? 1 : undefined);
+      if (pin && !pinSelf(0)) console.error("bench: could not pin the generator to CPU 0; figures are noisier");
+      options.host = server.host;
+      options.port = server.port;
+      options.serverPid = server.pid;
+      target = `${serverKind} on ${runtime} (pid ${server.pid}${server.cpu !== undefined ? `, CPU ${server.cpu}; generator on CPU 0` : ", not pinned"})`;
+      await sleep(300); // let the server finish starting up before anything is measured
+    }
+    if (idle !== undefined) {
+      const result = await runIdle({ host: options.host, port: options.port, count: idle, serverPid: options.serverPid!, settleMs: 500 });
+      if (values.json) console.log(JSON.stringify({ kind: "idle", serverKind: serverKind ?? null, serverRuntime: serverRuntime ?? null, ...result }));
+      else console.log(describeIdle(result, target));
+      return result.errors === 0 ? 0 : 1;
+    }
+    const result = await runLoad(options);
+    if (values.json) console.log(JSON.stringify({ kind: "load", serverKind: serverKind ?? null, serverRuntime: serverRuntime ?? null, ...result }));
+    else console.log(describeLoad(result, target));
+    return result.errors === 0 ? 0 : 1;
+  } catch (error) {
+    console.error(`bench: ${error instanceof Error ? error.message : String(error)}`);
+    if (server !== undefined && server.stderr().length > 0) console.error(`server stderr: ${server.stderr().slice(-1000)}`);
+    return 1;
+  } finally {
+    await stopAllServers();
+  }
+}
+
+const entry = process.argv[1];
+if (entry !== undefined && resolve(entry) === fileURLToPath(import.meta.url)) {
+  const code = await main();
+  process.exit(code);
+}

@@ -1,0 +1,136 @@
+/**
+ * The ceiling for tlvkit on Bun: a raw, unframed TCP echo server written
+ * straight on `Bun.listen`. Each chunk is written back in the `data` handler;
+ * whatever the kernel does not take at once is kept, in order, and written
+ * from the `drain` handler (reading pauses while more than 64 KiB waits), with
+ * `TCP_NODELAY` as tlvkit's adapter sets. `scripts/bench.ts --server raw
+ * --runtime bun` starts it to compare tlvkit's per-frame cost with what the
+ * runtime's socket API costs on its own.
+ *
+ * ```sh
+ * ./node_modules/.bin/bun scripts/raw-echo/bun.ts --port 0
+ * # listening on 127.0.0.1:PORT      (SIGTERM or SIGINT exits 0)
+ * ```
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { parseArgs } from "node:util";
+
+/** Per-socket state: bytes the kernel has not taken yet. */
+interface EchoState {
+  pending: Uint8Array[];
+  pendingBytes: number;
+  paused: boolean;
+}
+
+/** The few members of a Bun socket used here. */
+interface RawBunSocket {
+  data: EchoState;
+  write(data: Uint8Array): number;
+  pause(): void;
+  resume(): void;
+  setNoDelay?(noDelay?: boolean): boolean;
+}
+
+/** The few members of Bun's listen options used here. */
+interface RawBunListenOptions {
+  hostname: string;
+  port: number;
+  socket: {
+    open(socket: RawBunSocket): void;
+    data(socket: RawBunSocket, data: Uint8Array): void;
+    drain(socket: RawBunSocket): void;
+    error(socket: RawBunSocket, error: Error): void;
+  };
+}
+
+/** The few members of the Bun global used here. */
+interface RawBunApi {
+  listen(options: RawBunListenOptions): { readonly port: number; stop(closeActiveConnections?: boolean): void };
+}
+
+const Bun = (globalThis as unknown as { Bun?: RawBunApi }).Bun;
+if (Bun === undefined) throw new Error("scripts/raw-echo/bun.ts runs on Bun only");
+
+const { values } = parseArgs({
+  args: process.argv.slice(2),
+  options: { host: { type: "string", default: "127.0.0.1" }, port: { type: "string", default: "10087" } },
+});
+const port = Number(values.port);
+if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) {
+  console.error(`raw-echo: --port must be an integer from 0 to 65535, got "${values.port}"`);
+  process.exit(2);
+}
+
+const PAUSE_ABOVE = 64 * 1024;
+
+/** Write queued bytes until the kernel stops taking them. */
+function flush(socket: RawBunSocket): void {
+  const state = socket.data;
+  while (state.pending.length > 0) {
+    const head = state.pending[0]!;
+    const written = socket.write(head);
+    if (written <= 0) return;
+    state.pendingBytes -= written;
+    if (written < head.length) {
+      state.pending[0] = head.subarray(written);
+      return;
+    }
+    state.pending.shift();
+  }
+}
+
+let listener: { readonly port: number; stop(closeActiveConnections?: boolean): void };
+try {
+  listener = Bun.listen({
+    hostname: values.host,
+    port,
+    socket: {
+      open(socket) {
+        socket.data = { pending: [], pendingBytes: 0, paused: false };
+        socket.setNoDelay?.(true);
+      },
+      data(socket, data) {
+        const state = socket.data;
+        if (state.pending.length === 0) {
+          const written = socket.write(data);
+          if (written >= data.length) return;
+          const rest = written > 0 ? data.subarray(written) : data; // Bun gives each call a fresh buffer
+          state.pending.push(rest);
+          state.pendingBytes += rest.length;
+        } else {
+          state.pending.push(data);
+          state.pendingBytes += data.length;
+        }
+        if (!state.paused && state.pendingBytes > PAUSE_ABOVE) {
+          state.paused = true;
+          socket.pause();
+        }
+      },
+      drain(socket) {
+        flush(socket);
+        const state = socket.data;
+        if (state.paused && state.pendingBytes <= PAUSE_ABOVE / 2) {
+          state.paused = false;
+          socket.resume();
+        }
+      },
+      error() {
+        // resets are the peer's business; Bun closes the socket
+      },
+    },
+  });
+} catch (error) {
+  console.error(`raw-echo: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+}
+process.stdout.write(`listening on ${values.host}:${listener.port}\n`);
+
+const stop = (): void => {
+  listener.stop(true);
+  process.exit(0);
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
