@@ -5,6 +5,7 @@
  * @module
  */
 
+import { ByteSlab } from "./_byte_slab.ts";
 import { readField } from "./_header_fields.ts";
 import { DecoderFailedError, FrameTooLargeError, IncompleteFrameError } from "./errors.ts";
 import { FrameLayout, type FrameLayoutOptions } from "./frame_layout.ts";
@@ -41,20 +42,7 @@ const EAGER_BODY_LIMIT = 1024 * 1024;
  * as long as it is referenced; a kept body keeps its 64 KiB slab alive.
  */
 const SLAB_MAX_BODY = 4096;
-const SLAB_SIZE = 64 * 1024;
-let slab = new Uint8Array(0);
-let slabOffset = 0;
-
-/** A fresh, zero-filled region of `length` bytes (≤ SLAB_MAX_BODY) that nothing else uses. */
-function slabRegion(length: number): Uint8Array {
-  if (slabOffset + length > slab.length) {
-    slab = new Uint8Array(SLAB_SIZE);
-    slabOffset = 0;
-  }
-  const region = slab.subarray(slabOffset, slabOffset + length);
-  slabOffset += (length + 7) & ~7;
-  return region;
-}
+const bodySlab = new ByteSlab(64 * 1024, SLAB_MAX_BODY);
 
 const HEAD = 0;
 const BODY = 1;
@@ -324,7 +312,7 @@ export class FrameDecoder {
       this.#bodyLength = length;
       this.#bodyFill = 0;
       this.#body = length <= SLAB_MAX_BODY
-        ? slabRegion(length)
+        ? bodySlab.take(length)
         : new Uint8Array(length <= EAGER_BODY_LIMIT ? length : EAGER_BODY_LIMIT);
       this.#state = BODY;
     }

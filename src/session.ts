@@ -9,7 +9,7 @@ import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import { FrameTooLargeError } from "./errors.ts";
 import { FrameDecoder } from "./frame_decoder.ts";
 import { writeField } from "./_header_fields.ts";
-import { outputBuffer } from "./_output_slab.ts";
+import { ByteSlab } from "./_byte_slab.ts";
 import { FrameEncoder } from "./frame_encoder.ts";
 import type { FrameLayout } from "./frame_layout.ts";
 import type { Connection, SocketAddress } from "./transport/types.ts";
@@ -208,6 +208,12 @@ const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 let nextSessionId = 1;
+
+/**
+ * Outgoing writes up to 16 KiB are carved from shared 64 KiB slabs: a region
+ * is never rewritten, so the transport may hold it as long as it needs.
+ */
+const outputSlab = new ByteSlab(64 * 1024, 16 * 1024);
 
 /** Replies of one request, held back until every earlier request is done. */
 class ReplySlot {
@@ -677,7 +683,7 @@ export class TransportSession implements Session {
     const ids = this.#ids;
     const bodies = this.#bodies;
     // Frames were checked when queued: write headers and bodies straight in.
-    const out = outputBuffer(this.#queueBytes);
+    const out = outputSlab.take(this.#queueBytes);
     const headerSize = this.#headerSize;
     const idBytes = this.#idBytes;
     const lengthBytes = this.#lengthBytes;
