@@ -16,9 +16,11 @@ import {
   type SessionOwner,
   TransportSession,
 } from "./session.ts";
-import { formatHostPort } from "./transport/_socket_error.ts";
+import { formatHostPort } from "./transport/_socket_address.ts";
 import { loadTransport } from "./transport/detect.ts";
 import type { RuntimeName, SocketAddress, Transport } from "./transport/types.ts";
+
+const utf8 = new TextEncoder();
 
 /** Options of {@link connect}. Layout options must match the server's. */
 export interface ClientOptions extends FrameLayoutOptions, Omit<SessionOptions, "hardLimit" | "maxPendingRequests"> {
@@ -273,7 +275,7 @@ export class Client implements AsyncIterable<Frame> {
    * ```
    */
   send(id: number, body: Uint8Array | string): boolean {
-    const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    const bytes = typeof body === "string" ? utf8.encode(body) : body;
     if (this.#session.state !== "open") {
       throw new Error(`Cannot send: connection to ${formatHostPort(this.remote.host, this.remote.port)} is ${this.#session.state}`);
     }

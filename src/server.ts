@@ -19,9 +19,11 @@ import {
   type SessionOwner,
   TransportSession,
 } from "./session.ts";
-import { formatHostPort } from "./transport/_socket_error.ts";
+import { formatHostPort } from "./transport/_socket_address.ts";
 import { loadTransport } from "./transport/detect.ts";
 import type { Connection, Listener, RuntimeName, SocketAddress, Transport } from "./transport/types.ts";
+
+const utf8 = new TextEncoder();
 
 /** Where an error happened, as far as known. */
 export interface ErrorContext {
@@ -270,7 +272,7 @@ export class Server {
    * ```
    */
   broadcast(id: number, body: Uint8Array | string): number {
-    const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    const bytes = typeof body === "string" ? utf8.encode(body) : body;
     let count = 0;
     for (const session of [...this.#sessions.values()]) {
       if (session.send(id, bytes)) count++;

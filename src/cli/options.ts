@@ -5,6 +5,7 @@
  */
 
 import process from "node:process";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { FrameLayout, type FrameLayoutOptions } from "../frame_layout.ts";
 import { VERSION } from "../version.ts";
 
@@ -126,4 +127,25 @@ export function answeredHelpOrVersion(values: { help?: boolean | undefined; vers
   else if (values.version) process.stdout.write(`tlvkit ${VERSION}\n`);
   else return false;
   return true;
+}
+
+/**
+ * Parse a command's arguments strictly (no positionals), turning parseArgs
+ * errors into one-line usage errors.
+ *
+ * @param command The command, for the error hint.
+ * @param args The arguments after the command.
+ * @param options The command's option definitions.
+ * @returns The parsed flag values.
+ */
+export function parseCommandArgs<const O extends NonNullable<ParseArgsConfig["options"]>>(
+  command: string,
+  args: string[],
+  options: O,
+) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw parseArgsError(error, command);
+  }
 }

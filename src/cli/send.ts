@@ -5,13 +5,19 @@
  */
 
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { HELLO_ID } from "../bundled_app.ts";
 import { connect } from "../client.ts";
 import type { Frame } from "../frame_decoder.ts";
 import {
   answeredHelpOrVersion,
-  integerOption, LAYOUT_HELP, LAYOUT_OPTIONS, layoutFromFlags, parseArgsError, secondsOption, UsageError } from "./options.ts";
+  integerOption,
+  LAYOUT_HELP,
+  LAYOUT_OPTIONS,
+  layoutFromFlags,
+  parseCommandArgs,
+  secondsOption,
+  UsageError,
+} from "./options.ts";
 
 /** `send --help`. */
 export const SEND_HELP = `Usage: tlvkit send [options]
@@ -81,12 +87,7 @@ export function formatReply(frame: Frame): string {
  * @returns The exit status: 0 when every reply arrived.
  */
 export async function runSend(args: string[]): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({ args, options: SEND_OPTIONS, strict: true, allowPositionals: false }).values;
-  } catch (error) {
-    throw parseArgsError(error, "send");
-  }
+  const values = parseCommandArgs("send", args, SEND_OPTIONS);
   if (answeredHelpOrVersion(values, SEND_HELP)) return 0;
   const layout = layoutFromFlags(values);
   const host = values.host ?? "127.0.0.1";

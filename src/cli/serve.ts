@@ -5,11 +5,10 @@
  */
 
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { createBundledApp } from "../bundled_app.ts";
 import { createLogger, LOG_LEVELS, type LogLevel } from "../logger.ts";
 import { serve } from "../server.ts";
-import { formatHostPort } from "../transport/_socket_error.ts";
+import { formatHostPort } from "../transport/_socket_address.ts";
 import { detectRuntime } from "../transport/detect.ts";
 import { VERSION } from "../version.ts";
 import {
@@ -18,7 +17,7 @@ import {
   LAYOUT_HELP,
   LAYOUT_OPTIONS,
   layoutFromFlags,
-  parseArgsError,
+  parseCommandArgs,
   secondsOption,
   answeredHelpOrVersion,
   UsageError,
@@ -79,12 +78,7 @@ function writeLine(stream: NodeJS.WriteStream, line: string): void {
  * @returns The exit status once stopped (0 after a graceful drain).
  */
 export async function runServe(args: string[]): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({ args, options: SERVE_OPTIONS, strict: true, allowPositionals: false }).values;
-  } catch (error) {
-    throw parseArgsError(error, "serve");
-  }
+  const values = parseCommandArgs("serve", args, SERVE_OPTIONS);
   if (answeredHelpOrVersion(values, SERVE_HELP)) return 0;
   const layout = layoutFromFlags(values);
   const host = values.host ?? "127.0.0.1";

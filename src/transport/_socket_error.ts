@@ -6,6 +6,8 @@
  * @module
  */
 
+import { formatHostPort } from "./_socket_address.ts";
+
 const DESCRIPTIONS: Record<string, string> = {
   EADDRINUSE: "address already in use",
   EADDRNOTAVAIL: "address not available on this machine",
@@ -27,11 +29,6 @@ const DESCRIPTIONS: Record<string, string> = {
 export interface SocketError extends Error {
   /** System error code (`ECONNREFUSED`, `EADDRINUSE`, ...), when known. */
   code?: string;
-}
-
-/** `host:port`, with an IPv6 host in brackets. */
-export function formatHostPort(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /**

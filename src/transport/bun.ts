@@ -52,6 +52,7 @@
  */
 
 import type { BunApi, BunSocket, BunSocketHandler, BunTcpListener } from "./_bun_types.ts";
+import { socketAddress } from "./_socket_address.ts";
 import { errorCode, socketError, type SocketError } from "./_socket_error.ts";
 import type {
   Connection,
@@ -79,10 +80,6 @@ type EarlyEvent = Uint8Array | typeof END | typeof DRAIN | typeof CLOSE;
 
 /** Backlogged buffers smaller than this are coalesced, up to this many bytes per write. */
 const COALESCE_LIMIT = 256 * 1024;
-
-function addressOf(host: string | undefined, port: number | undefined): SocketAddress {
-  return { host: (host ?? "").replace(/^::ffff:(?=\d+\.)/, ""), port: port ?? 0 };
-}
 
 function asError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
@@ -138,8 +135,8 @@ class BunConnection implements Connection {
 
   constructor(socket: Socket, localHost: string) {
     this.#socket = socket;
-    this.remote = addressOf(socket.remoteAddress, socket.remotePort);
-    this.local = addressOf(socket.localAddress || localHost, socket.localPort);
+    this.remote = socketAddress(socket.remoteAddress, socket.remotePort);
+    this.local = socketAddress(socket.localAddress || localHost, socket.localPort);
     socket.setNoDelay(true);
   }
 
@@ -426,7 +423,7 @@ class BunListener implements Listener {
     } catch {
       // Older Bun: fall back to the host asked for.
     }
-    this.address = addressOf(bound.address || host, server.port);
+    this.address = socketAddress(bound.address || host, server.port);
   }
 
   close(): Promise<void> {

@@ -56,7 +56,8 @@
  */
 
 import type { DenoApi, DenoConn, DenoListener, DenoNetAddr } from "./_deno_types.ts";
-import { errorCode, formatHostPort, type SocketError, socketError } from "./_socket_error.ts";
+import { formatHostPort, socketAddress } from "./_socket_address.ts";
+import { errorCode, type SocketError, socketError } from "./_socket_error.ts";
 import type {
   Connection,
   ConnectionHandlers,
@@ -153,7 +154,7 @@ function checkNetPermission(action: string, host: string, port: number): void {
 }
 
 function addressOf(address: DenoNetAddr): SocketAddress {
-  return { host: address.hostname.replace(/^::ffff:(?=\d+\.)/, ""), port: address.port };
+  return socketAddress(address.hostname, address.port);
 }
 
 class DenoConnection implements Connection {

@@ -13,6 +13,7 @@
  */
 
 import * as net from "node:net";
+import { socketAddress } from "./_socket_address.ts";
 import { errorCode, socketError } from "./_socket_error.ts";
 import type {
   ConnectionHandlers,
@@ -23,10 +24,6 @@ import type {
   SocketAddress,
   Transport,
 } from "./types.ts";
-
-function addressOf(host: string | undefined, port: number | undefined): SocketAddress {
-  return { host: (host ?? "").replace(/^::ffff:(?=\d+\.)/, ""), port: port ?? 0 };
-}
 
 class NodeConnection implements Connection {
   readonly remote: SocketAddress;
@@ -40,8 +37,8 @@ class NodeConnection implements Connection {
 
   constructor(socket: net.Socket) {
     this.#socket = socket;
-    this.remote = addressOf(socket.remoteAddress, socket.remotePort);
-    this.local = addressOf(socket.localAddress, socket.localPort);
+    this.remote = socketAddress(socket.remoteAddress, socket.remotePort);
+    this.local = socketAddress(socket.localAddress, socket.localPort);
     socket.setNoDelay(true);
     socket.on("error", (error: Error & { code?: string }) => {
       this.#error ??= error;
@@ -119,7 +116,7 @@ class NodeListener implements Listener {
   constructor(server: net.Server) {
     this.#server = server;
     const bound = server.address() as net.AddressInfo;
-    this.address = addressOf(bound.address, bound.port);
+    this.address = socketAddress(bound.address, bound.port);
   }
 
   close(): Promise<void> {
