@@ -154,9 +154,6 @@ interface Failure {
   messages: string[];
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 function fmt(value: number | undefined, digits = 1): string {
   if (value === undefined || !Number.isFinite(value)) return "n/a";

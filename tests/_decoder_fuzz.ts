@@ -9,7 +9,7 @@
 
 import { DecoderFailedError, FrameTooLargeError, IncompleteFrameError } from "../src/errors.ts";
 import { FrameDecoder } from "../src/frame_decoder.ts";
-import { type ByteOrder, type IdBytes, type LengthBytes } from "../src/frame_layout.ts";
+import type { ByteOrder, IdBytes, LengthBytes } from "../src/frame_layout.ts";
 import { concat, pattern, toHex } from "./_bytes.ts";
 import { SeededRandom } from "./_seeded_random.ts";
 

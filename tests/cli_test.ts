@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, describe, it } from "node:test";
-import { encodeFrame, FrameDecoder } from "../mod.ts";
+import { encodeFrame } from "../mod.ts";
 import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
 import type { Connection } from "../src/transport/types.ts";
-import { deferred, sleep, until, within } from "./_async.ts";
+import { sleep, until, within } from "./_async.ts";
+import { type RawPeer, rawPeer } from "./_raw_peer.ts";
 import { type Child, runToEnd, runtimeCommand, start, stopAll, escapedErrors } from "./_processes.ts";
 
 const RUNTIME = detectRuntime();
@@ -121,20 +122,8 @@ describe(`command line on ${RUNTIME}`, () => {
 
   it("on SIGTERM delivers the reply to every frame it received, closes with server-shutdown and exits 0", async () => {
     const { child, port } = await startServe("--log-level", "debug", "--drain-timeout", "10");
-    const transport = await loadTransport();
-    const conn: Connection = await transport.connect({ host: "127.0.0.1", port });
-    const chunks: Uint8Array[] = [];
-    const closed = deferred();
-    let resetSeen = false;
-    conn.start({
-      onData: (chunk) => chunks.push(chunk),
-      onEnd: () => conn.end(),
-      onDrain: () => {},
-      onClose: (error) => {
-        if (error) resetSeen = true;
-        closed.resolve();
-      },
-    });
+    const peer = await rawPeer(port);
+    const conn = peer.conn;
     try {
       // Pipeline frames without reading, so replies are still queued at the signal.
       conn.pause();
@@ -144,16 +133,16 @@ describe(`command line on ${RUNTIME}`, () => {
       child.kill("SIGTERM");
       await sleep(100);
       conn.resume();
-      await within(closed.promise, 15_000, "the server to close the connection");
+      await within(peer.closed, 15_000, "the server to close the connection");
       const { code } = await within(child.exited, 15_000, "serve to exit");
       assert.equal(code, 0, child.stderr);
-      const frames = new FrameDecoder().push(new Uint8Array(chunks.flatMap((c) => [...c])));
+      const frames = peer.frames();
       const close = /session \d+ closed: server-shutdown \[frames in (\d+), out (\d+)\]/.exec(child.stderr);
       assert.ok(close, `a server-shutdown close in the log: ${child.stderr}`);
       assert.equal(Number(close[1]), Number(close[2]), "every frame received was answered");
       assert.equal(frames.length, Number(close[2]), "every reply sent arrived");
       assert.ok(frames.length > 0);
-      assert.equal(resetSeen, false, "closed cleanly, not reset");
+      assert.equal(peer.closeError, undefined, "closed cleanly, not reset");
       assert.ok(frames.every((f) => f.id === 7 && f.body.length === 200));
     } finally {
       conn.abort();
@@ -162,9 +151,7 @@ describe(`command line on ${RUNTIME}`, () => {
 
   it("exits at once, non-zero, on a second signal", async () => {
     const { child, port } = await startServe("--drain-timeout", "60");
-    const transport = await loadTransport();
-    const conn = await transport.connect({ host: "127.0.0.1", port });
-    conn.start({ onData: () => {}, onEnd: () => {}, onDrain: () => {}, onClose: () => {} });
+    const { conn } = await rawPeer(port);
     try {
       conn.pause();
       // Enough replies that they cannot all be flushed to a peer that does not read.
@@ -196,14 +183,11 @@ describe(`command line on ${RUNTIME}`, () => {
     const child = start(["ulimit", "-n", "48;", "exec", command], { shell: true });
     const match = await child.waitFor(/^listening on 127\.0\.0\.1:(\d+)$/m, 20_000);
     const port = Number(match[1]);
-    const transport = await loadTransport();
     const flood: Connection[] = [];
     try {
       for (let i = 0; i < 80; i++) {
         try {
-          const conn = await transport.connect({ host: "127.0.0.1", port });
-          conn.start({ onData: () => {}, onEnd: () => conn.end(), onDrain: () => {}, onClose: () => {} });
-          flood.push(conn);
+          flood.push((await rawPeer(port)).conn);
         } catch {
           // refused or reset while the server is out of descriptors: expected
         }
@@ -226,15 +210,11 @@ describe(`command line on ${RUNTIME}`, () => {
 
   it("closes connections past --max-connections at once and logs it", async () => {
     const { child, port } = await startServe("--max-connections", "1");
-    const transport = await loadTransport();
-    const first = await transport.connect({ host: "127.0.0.1", port });
-    first.start({ onData: () => {}, onEnd: () => first.end(), onDrain: () => {}, onClose: () => {} });
+    const first = (await rawPeer(port)).conn;
     try {
       await sleep(200);
-      const second = await transport.connect({ host: "127.0.0.1", port });
-      const closed = deferred();
-      second.start({ onData: () => {}, onEnd: () => second.end(), onDrain: () => {}, onClose: () => closed.resolve() });
-      await within(closed.promise, 5000, "the extra connection to be closed");
+      const second = await rawPeer(port);
+      await within(second.closed, 5000, "the extra connection to be closed");
       await until(() => /connection limit/.test(child.stderr), 5000, "the log line");
       assert.match(child.stderr, /WARN +connection from 127\.0\.0\.1:\d+ closed: 1 sessions open \(connection limit\)/);
     } finally {
@@ -246,12 +226,9 @@ describe(`command line on ${RUNTIME}`, () => {
 
   it("cuts off a slow-drip peer after --frame-timeout and logs it", async () => {
     const { child, port } = await startServe("--frame-timeout", "0.3");
-    const transport = await loadTransport();
-    const conn = await transport.connect({ host: "127.0.0.1", port });
-    const closed = deferred();
-    conn.start({ onData: () => {}, onEnd: () => conn.end(), onDrain: () => {}, onClose: () => closed.resolve() });
-    conn.write(Uint8Array.of(0, 1, 0, 10, 1, 2));
-    await within(closed.promise, 5000, "the slow peer to be closed");
+    const slow = await rawPeer(port);
+    slow.conn.write(Uint8Array.of(0, 1, 0, 10, 1, 2));
+    await within(slow.closed, 5000, "the slow peer to be closed");
     await until(() => /frame-timeout/.test(child.stderr), 5000, "the log line");
     child.kill("SIGTERM");
     await child.exited;
@@ -260,15 +237,9 @@ describe(`command line on ${RUNTIME}`, () => {
   it("on SIGTERM while 100 clients pipeline, answers every frame received, refuses new connections and exits 0", async () => {
     const { child, port } = await startServe("--log-level", "debug", "--drain-timeout", "20");
     const transport = await loadTransport();
-    const peers: Array<{ conn: Connection; chunks: Uint8Array[]; closed: Promise<void>; port: number }> = [];
+    const peers: RawPeer[] = [];
     try {
-      for (let i = 0; i < 100; i++) {
-        const conn = await transport.connect({ host: "127.0.0.1", port });
-        const chunks: Uint8Array[] = [];
-        const closed = deferred();
-        conn.start({ onData: (c) => chunks.push(c), onEnd: () => conn.end(), onDrain: () => {}, onClose: () => closed.resolve() });
-        peers.push({ conn, chunks, closed: closed.promise, port: conn.local.port });
-      }
+      for (let i = 0; i < 100; i++) peers.push(await rawPeer(port));
       // Every client pipelines without reading, so replies are queued when the signal lands.
       for (const peer of peers) peer.conn.pause();
       const frame = encodeFrame(5, utf8.encode("y".repeat(100)));
@@ -292,9 +263,9 @@ describe(`command line on ${RUNTIME}`, () => {
       assert.equal(outBySession.size, 100, "one close line per session");
       let total = 0;
       for (const peer of peers) {
-        const counts = outBySession.get(sessionByPort.get(peer.port)!)!;
+        const counts = outBySession.get(sessionByPort.get(peer.conn.local.port)!)!;
         assert.equal(counts[0], counts[1], "every frame received was answered");
-        const frames = new FrameDecoder().push(new Uint8Array(peer.chunks.flatMap((c) => [...c])));
+        const frames = peer.frames();
         assert.equal(frames.length, counts[1], "every reply sent arrived");
         total += frames.length;
       }
@@ -337,12 +308,9 @@ describe(`command line on ${RUNTIME}`, () => {
 
   it("keeps serving while one peer sends a too-large frame", async () => {
     const { child, port } = await startServe("--max-body", "100");
-    const transport = await loadTransport();
-    const bad = await transport.connect({ host: "127.0.0.1", port });
-    const closed = deferred();
-    bad.start({ onData: () => {}, onEnd: () => bad.end(), onDrain: () => {}, onClose: () => closed.resolve() });
-    bad.write(Uint8Array.of(0, 1, 0, 101));
-    await within(closed.promise, 10_000, "the offending session to close");
+    const bad = await rawPeer(port);
+    bad.conn.write(Uint8Array.of(0, 1, 0, 101));
+    await within(bad.closed, 10_000, "the offending session to close");
     const result = await runToEnd([...CLI, "send", "--port", String(port), "--data", "ok", "--max-body", "100"]);
     assert.equal(result.code, 0);
     assert.match(child.stderr, /frame-too-large/);

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { type Client, type CloseReason, connect, encodeFrame, loadTransport, serve, type Server } from "../mod.ts";
 import type { Connection, Listener } from "../src/transport/types.ts";
-import { deferred, sleep, until, within } from "./_async.ts";
+import { sleep, until, within } from "./_async.ts";
+import { type RawPeer, rawPeer } from "./_raw_peer.ts";
 
 const HOST = "127.0.0.1";
 const servers: Server[] = [];
@@ -33,12 +34,10 @@ async function echoServer(options: Parameters<typeof serve>[0] = {}): Promise<{ 
   return { server, closes };
 }
 
-async function rawConnection(port: number): Promise<{ conn: Connection; closed: Promise<void> }> {
-  const conn = await (await loadTransport()).connect({ host: HOST, port });
-  raws.push(conn);
-  const closed = deferred();
-  conn.start({ onData: () => {}, onEnd: () => conn.end(), onDrain: () => {}, onClose: () => closed.resolve() });
-  return { conn, closed: closed.promise };
+async function rawConnection(port: number): Promise<RawPeer> {
+  const peer = await rawPeer(port);
+  raws.push(peer.conn);
+  return peer;
 }
 
 describe("limits", () => {

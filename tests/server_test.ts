@@ -7,16 +7,15 @@ import {
   createBundledApp,
   encodeFrame,
   type Frame,
-  FrameDecoder,
   FrameLayout,
   type FrameLayoutOptions,
-  loadTransport,
   serve,
   type Server,
   type ServerOptions,
 } from "../mod.ts";
 import type { Connection } from "../src/transport/types.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
+import { type RawPeer, rawPeer } from "./_raw_peer.ts";
 
 const HOST = "127.0.0.1";
 const utf8 = new TextEncoder();
@@ -45,29 +44,11 @@ async function client(server: Server, layout: FrameLayoutOptions = {}): Promise<
   return c;
 }
 
-/** A raw connection that records every byte it receives. */
-async function raw(server: Server): Promise<{ conn: Connection; frames: () => Frame[]; ended: Promise<void>; closed: Promise<void> }> {
-  const transport = await loadTransport();
-  const conn = await transport.connect({ host: HOST, port: server.address.port });
-  raws.push(conn);
-  const chunks: Uint8Array[] = [];
-  const ended = deferred();
-  const closed = deferred();
-  conn.start({
-    onData: (chunk) => chunks.push(chunk),
-    onEnd: () => {
-      // Behave like an ordinary peer: once the server is done, close our side too.
-      ended.resolve();
-      conn.end();
-    },
-    onDrain: () => {},
-    onClose: () => closed.resolve(),
-  });
-  const frames = (): Frame[] => {
-    const decoder = new FrameDecoder();
-    return chunks.flatMap((chunk) => decoder.push(chunk));
-  };
-  return { conn, frames, ended: ended.promise, closed: closed.promise };
+/** A raw peer, closed after the test. */
+async function raw(server: Server): Promise<RawPeer> {
+  const peer = await rawPeer(server.address.port);
+  raws.push(peer.conn);
+  return peer;
 }
 
 function json(frame: Frame): Record<string, unknown> {

@@ -227,7 +227,7 @@ describe("Session", () => {
       assert.equal(h.clock.pendingTimers, 0);
     });
 
-    it("cancels the linger timer when the connection closes in time", async () => {
+    it("cancels the linger timer when the connection closes in time", () => {
       const h = harness(echo, { lingerTimeout: 1000 });
       h.session.close();
       h.connection.close();

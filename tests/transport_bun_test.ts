@@ -4,7 +4,7 @@ import { detectRuntime } from "../src/transport/detect.ts";
 import type { Connection } from "../src/transport/types.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
 import { concat, pattern } from "./_bytes.ts";
-import { type CodedError, HOST, Recorder, TransportHarness } from "./_transport_harness.ts";
+import { type CodedError, Recorder, TransportHarness } from "./_transport_harness.ts";
 
 const ON_BUN = detectRuntime() === "bun";
 /** Why the Bun-only cases are skipped elsewhere; `false` runs them. */

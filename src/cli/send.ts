@@ -76,6 +76,8 @@ export function formatReply(frame: Frame): string {
     text = undefined;
   }
   const head = `id=${frame.id} length=${frame.body.length}`;
+  // Text with control characters (other than tab and line breaks) prints as hex.
+  // deno-lint-ignore no-control-regex
   if (text !== undefined && !/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(text)) return `${head} text=${text}`;
   return `${head} hex=${Array.from(frame.body, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
