@@ -297,11 +297,40 @@ describe(`command line on ${RUNTIME}`, () => {
     assert.equal((await within(child.exited, 10_000, "exit")).code, 0, child.stderr);
   });
 
+  it("prints an IPv6 listening address in brackets and serves on it", async () => {
+    const child = start([...CLI, "serve", "--host", "::1", "--port", "0"]);
+    const match = await child.waitFor(/^listening on \[::1\]:(\d+)$/m, 20_000);
+    const result = await runToEnd([...CLI, "send", "--host", "::1", "--port", match[1]!, "--data", "v6"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, "id=0 length=2 text=v6\n");
+    child.kill("SIGTERM");
+    assert.equal((await within(child.exited, 10_000, "exit")).code, 0);
+  });
+
+  it("send exits non-zero, saying how many replies arrived, when the server does not answer", async () => {
+    const transport = await loadTransport();
+    const silent: Connection[] = [];
+    const listener = await transport.listen({ host: "127.0.0.1", port: 0 }, (conn) => {
+      silent.push(conn);
+      conn.start({ onData: () => {}, onEnd: () => conn.end(), onDrain: () => {}, onClose: () => {} });
+    });
+    try {
+      const result = await runToEnd([...CLI, "send", "--port", String(listener.address.port), "--data", "anyone?", "--count", "2", "--timeout", "0.3"]);
+      assertOneLineError(result, /^tlvkit send: 0 of 2 replies arrived; timed out after 0\.3 s$/);
+    } finally {
+      for (const conn of silent) conn.abort();
+      await listener.close();
+    }
+  });
+
   it("answers a send of 1,000 frames with --count", async () => {
     const { child, port } = await startServe();
     const result = await runToEnd([...CLI, "send", "--port", String(port), "--id", "3", "--data", "many", "--count", "1000"]);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.trim().split("\n").length, 1000);
+    const logLines = child.stderr.trim().split("\n");
+    assert.equal(logLines.length, 1, `at info, 1,000 frames and a session add no log line: ${child.stderr}`);
+    assert.match(logLines[0]!, /INFO +tlvkit .* serving on 127\.0\.0\.1:\d+/);
     child.kill("SIGTERM");
     await child.exited;
   });
