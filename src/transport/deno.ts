@@ -262,7 +262,9 @@ class DenoConnection implements Connection {
   #takeRegion(want: number): Uint8Array {
     let free = this.#slab.length - this.#slabUsed;
     if (free < want && free < SLAB_REFILL_BELOW) {
-      this.#slab = new Uint8Array(Math.min(SLAB_SIZE, want * 4));
+      // A connection still at the minimum read size (new, idle or sending
+      // little) gets a slab of just that; a busy one gets room for several reads.
+      this.#slab = new Uint8Array(want === MIN_READ ? MIN_READ : Math.min(SLAB_SIZE, want * 4));
       this.#slabUsed = 0;
       free = this.#slab.length;
     }
