@@ -283,8 +283,9 @@ export class Client implements AsyncIterable<Frame> {
   }
 
   /**
-   * Resolves when unsent bytes have fallen below the low-water mark (at once if
-   * they already are), or when the connection closes.
+   * Resolves once unsent bytes, having passed the high-water mark, have fallen
+   * below the low-water mark (at once unless they are over the high one), or
+   * when the connection closes.
    *
    * @returns A promise to await before sending more.
    * @example
@@ -299,9 +300,9 @@ export class Client implements AsyncIterable<Frame> {
    * ```
    */
   writable(): Promise<void> {
-    if (this.#isClosed || this.#session.queuedBytes < (this.#options.lowWaterMark ?? 32 * 1024)) {
-      return Promise.resolve();
-    }
+    // The session's own hysteresis flag, the one `send` answers from: a
+    // threshold of our own could wait for a transition that never comes.
+    if (this.#isClosed || !this.#session.overHighWaterMark) return Promise.resolve();
     return new Promise((resolve) => this.#writable.push(resolve));
   }
 

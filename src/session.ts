@@ -434,15 +434,23 @@ export class TransportSession implements Session {
    * Queue a frame with no hard limit (a client's own requests: it controls
    * what it sends).
    *
-   * @returns `true` while unsent bytes are below the high-water mark, `false`
-   * when the caller should wait for the owner's `writable` before sending more.
-   * Throws when the session is not open.
+   * @returns `true` unless unsent bytes have passed the high-water mark (see
+   * {@link TransportSession.overHighWaterMark}); then the caller should wait
+   * for the owner's `writable` before sending more. `false` when not open.
    */
   enqueueUnbounded(id: number, body: Uint8Array): boolean {
     this.#check(id, body);
     if (this.#state !== OPEN) return false;
     this.#enqueue(id, body);
-    return this.queuedBytes < this.#options.highWaterMark;
+    return !this.#overHighWater;
+  }
+
+  /**
+   * `true` from the moment unsent bytes pass the high-water mark until they
+   * fall below the low one; the owner's `writable` fires when it turns false.
+   */
+  get overHighWaterMark(): boolean {
+    return this.#overHighWater;
   }
 
   /**

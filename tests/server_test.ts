@@ -384,6 +384,22 @@ describe("Client", () => {
     assert.equal(reply.id, 2);
   });
 
+  it("send/writable never stall when the queue lands exactly on the high-water mark", async () => {
+    // 8,192 frames of 8 bytes fill exactly 64 KiB, the default high-water mark.
+    const server = await serve({ host: HOST, port: 0 });
+    servers.push(server);
+    server.fallback((request) => {
+      request.reply(request.body);
+    });
+    let received = 0;
+    const c = await connect({ host: HOST, port: server.address.port, onFrame: () => received++ });
+    clients.push(c);
+    for (let i = 0; i < 20_000; i++) {
+      if (!c.send(3, "many")) await within(c.writable(), 10_000, `writable after frame ${i}`);
+    }
+    await until(() => received === 20_000, 20_000, "20,000 replies");
+  });
+
   it("close() waits for replies still in flight", async () => {
     const server = await serve({ host: HOST, port: 0 });
     servers.push(server);
