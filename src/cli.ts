@@ -11,6 +11,7 @@
  */
 
 import process from "node:process";
+import { setTimeout } from "node:timers";
 import { runSend } from "./cli/send.ts";
 import { runServe } from "./cli/serve.ts";
 import { UsageError } from "./cli/options.ts";
@@ -89,4 +90,7 @@ process.on("uncaughtException", reportEscaped);
 process.on("unhandledRejection", reportEscaped);
 
 process.exitCode = await main(process.argv.slice(2));
-process.exit();
+// End by letting the event loop run dry rather than with process.exit(), which
+// drops output a slow reader has not taken yet (Bun even reports no backlog to
+// wait for). Should anything still hold the loop, exit anyway after 5 s.
+setTimeout(() => process.exit(), 5000).unref();

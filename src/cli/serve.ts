@@ -129,6 +129,10 @@ export async function runServe(args: string[]): Promise<number> {
       logger.info(`received ${signal}: draining ${server.sessions.size} session(s), up to ${drainTimeout / 1000} s`);
       server.close({ drainTimeout }).then(() => {
         logger.info("stopped");
+        // Listeners would keep the process alive on Deno; a signal from now on
+        // ends it the default way.
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
         resolve(0);
       }, (error: unknown) => {
         logger.error(`shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
