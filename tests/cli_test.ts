@@ -335,6 +335,16 @@ describe(`command line on ${RUNTIME}`, () => {
     await child.exited;
   });
 
+  it("send loses no output when its reader is slow, and 20,000 replies never stall it", async () => {
+    const { child, port } = await startServe();
+    const command = [...CLI, "send", "--port", String(port), "--id", "3", "--data", "many", "--count", "20000"]
+      .map((part) => `'${part}'`).join(" ");
+    const result = await runToEnd(["sh", "-c", `${command} | (sleep 1; wc -l)`], 60_000);
+    assert.equal(result.stdout.trim(), "20000", result.stderr);
+    child.kill("SIGTERM");
+    await child.exited;
+  });
+
   it("keeps serving while one peer sends a too-large frame", async () => {
     const { child, port } = await startServe("--max-body", "100");
     const bad = await rawPeer(port);
