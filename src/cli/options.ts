@@ -87,6 +87,16 @@ export const LAYOUT_OPTIONS = {
   "max-body": { type: "string" },
 } as const;
 
+/** Option definitions every command has: `--help` and `--version`. */
+export const STANDARD_OPTIONS = {
+  help: { type: "boolean" },
+  version: { type: "boolean" },
+} as const;
+
+/** Help lines for `--help` and `--version`. */
+export const STANDARD_HELP = `  --help               show this help
+  --version            show the version`;
+
 /** Help lines for the layout flags. */
 export const LAYOUT_HELP = `  --id-bytes N         width of the id field: 0, 1, 2 or 4 (0 = length-only frames)  [2]
   --length-bytes N     width of the length field: 1, 2 or 4                        [2]

@@ -16,6 +16,8 @@ import {
   layoutFromFlags,
   parseCommandArgs,
   secondsOption,
+  STANDARD_HELP,
+  STANDARD_OPTIONS,
   UsageError,
 } from "./options.ts";
 
@@ -37,8 +39,7 @@ Options:                                                                        
   --count N            send the frame N times, expect N replies                    [1]
   --timeout S          seconds to wait for all replies                             [10]
 ${LAYOUT_HELP}
-  --help               show this help
-  --version            show the version
+${STANDARD_HELP}
 `;
 
 const SEND_OPTIONS = {
@@ -51,8 +52,7 @@ const SEND_OPTIONS = {
   count: { type: "string" },
   timeout: { type: "string" },
   ...LAYOUT_OPTIONS,
-  help: { type: "boolean" },
-  version: { type: "boolean" },
+  ...STANDARD_OPTIONS,
 } as const;
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });

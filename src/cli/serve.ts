@@ -19,6 +19,8 @@ import {
   layoutFromFlags,
   parseCommandArgs,
   secondsOption,
+  STANDARD_HELP,
+  STANDARD_OPTIONS,
   answeredHelpOrVersion,
   UsageError,
 } from "./options.ts";
@@ -47,8 +49,7 @@ Options:                                                                        
                        session with slow-consumer                                  [1048576]
   --log-level L        error, warn, info or debug                                  [info]
 ${LAYOUT_HELP}
-  --help               show this help
-  --version            show the version
+${STANDARD_HELP}
 `;
 
 const SERVE_OPTIONS = {
@@ -63,8 +64,7 @@ const SERVE_OPTIONS = {
   "hard-limit": { type: "string" },
   "log-level": { type: "string" },
   ...LAYOUT_OPTIONS,
-  help: { type: "boolean" },
-  version: { type: "boolean" },
+  ...STANDARD_OPTIONS,
 } as const;
 
 function writeLine(stream: NodeJS.WriteStream, line: string): void {
