@@ -28,7 +28,10 @@
  * `--mode echo|hello`, `--idle N` (open N idle sessions and report the server's
  * RSS before and after instead of loading it), `--expect tlvkit|raw` (what
  * replies look like when attaching; a raw echo returns every byte verbatim),
- * `--pid PID` (the attached server's process, for CPU and RSS), `--no-pin`,
+ * `--pid PID` (the attached server's process, for CPU and RSS), `--generator
+ * native|js` (echo runs default to the native C generator of
+ * `scripts/native-load/`, compiled on first use, when a C compiler is there;
+ * HELLO runs use the JavaScript one), `--no-pin`,
  * `--json` (one machine-readable result line on stdout).
  *
  * What the figures mean:
@@ -86,6 +89,7 @@ import {
   type RuntimeName,
   type Transport,
 } from "../mod.ts";
+import { nativeGenerator, runNativeLoad } from "./native-load.ts";
 
 /** The repository root. */
 export const ROOT: string = fileURLToPath(new URL("..", import.meta.url));
@@ -877,7 +881,7 @@ export function describeLoad(result: LoadResult, target: string): string {
     `${fmt(result.seconds, 2)} s measured; generator ${result.generator}; server ${target}`,
     `  frames/s         ${fmt(result.framesPerSecond, 0)}`,
     `  MB/s             ${fmt(result.mbpsIn, 2)} in, ${fmt(result.mbpsOut, 2)} out (wire bytes per direction; replies ${fmt(frameBytes, 0)} B/frame)`,
-    `  latency          p50 ${fmt(result.p50Us, 0)} µs, p99 ${fmt(result.p99Us, 0)} µs, max ${fmt(result.maxUs, 0)} µs (round trip per frame)`,
+    `  latency          p50 ${fmt(result.p50Us, 0)} µs, p99 ${fmt(result.p99Us, 0)} µs${Number.isFinite(result.maxUs) ? `, max ${fmt(result.maxUs, 0)} µs` : ""} (round trip per frame)`,
     `  generator CPU    ${fmt(result.generatorCpuShare * 100, 0)} % of a core, ${fmt(result.generatorCpuUsPerFrame, 2)} µs/frame`,
   ];
   const server = result.server;
@@ -908,7 +912,7 @@ export function describeIdle(result: IdleResult, target: string): string {
 
 const USAGE = `Usage: bench.ts [--host H --port P [--pid PID] | --server tlvkit|raw --runtime node|deno|bun]
                 [--connections 16] [--window 16] [--size 64] [--duration 5] [--warmup 1]
-                [--mode echo|hello] [--expect tlvkit|raw] [--idle N] [--no-pin] [--json]`;
+                [--mode echo|hello] [--expect tlvkit|raw] [--generator native|js] [--idle N] [--no-pin] [--json]`;
 
 class UsageError extends Error {}
 
@@ -948,6 +952,7 @@ async function main(): Promise<number> {
         mode: { type: "string" },
         expect: { type: "string" },
         idle: { type: "string" },
+        generator: { type: "string" },
         "no-pin": { type: "boolean", default: false },
         json: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
@@ -965,6 +970,7 @@ async function main(): Promise<number> {
   let serverKind: ServerKind | undefined;
   let serverRuntime: RuntimeName | undefined;
   let idle: number | undefined;
+  let generator: "native" | "js";
   try {
     serverKind = values.server === undefined ? undefined : choice("server", values.server, ["tlvkit", "raw"] as const, "tlvkit");
     serverRuntime = values.runtime === undefined ? undefined : choice("runtime", values.runtime, RUNTIMES, "node");
@@ -987,6 +993,8 @@ async function main(): Promise<number> {
       serverPid: values.pid === undefined ? undefined : numberOption("pid", values.pid, 0, 1, 2 ** 22, true),
       progress: process.stderr.isTTY === true && !values.json,
     };
+    generator = choice("generator", values.generator, ["native", "js"] as const, mode === "echo" ? "native" : "js");
+    if (generator === "native" && mode !== "echo") throw new UsageError("--generator native sends echo frames only; use --generator js for HELLO");
     if (idle !== undefined && options.serverPid === undefined && serverKind === undefined) {
       throw new UsageError("--idle reads the server's RSS: start it with --server, or give --pid");
     }
@@ -1006,11 +1014,17 @@ async function main(): Promise<number> {
   let server: ServerProcess | undefined;
   try {
     let target = `${options.host}:${options.port}`;
+    let native: string | undefined;
+    if (generator === "native" && idle === undefined) {
+      const found = nativeGenerator(ROOT);
+      if (found.path !== undefined) native = found.path;
+      else console.error(`bench: ${found.reason}; using the JavaScript generator`);
+    }
+    const pin = serverKind !== undefined && !values["no-pin"] && canPin();
     if (serverKind !== undefined) {
       const runtime = serverRuntime ?? detectRuntime();
-      const pin = !values["no-pin"] && canPin();
       server = await startServer(serverKind, runtime, pin ? 1 : undefined);
-      if (pin && !pinSelf(0)) console.error("bench: could not pin the generator to CPU 0; figures are noisier");
+      if (pin && native === undefined && !pinSelf(0)) console.error("bench: could not pin the generator to CPU 0; figures are noisier");
       options.host = server.host;
       options.port = server.port;
       options.serverPid = server.pid;
@@ -1023,7 +1037,7 @@ async function main(): Promise<number> {
       else console.log(describeIdle(result, target));
       return result.errors === 0 ? 0 : 1;
     }
-    const result = await runLoad(options);
+    const result = native !== undefined ? await runNativeLoad(native, options, pin ? 0 : undefined) : await runLoad(options);
     if (values.json) console.log(JSON.stringify({ kind: "load", serverKind: serverKind ?? null, serverRuntime: serverRuntime ?? null, ...result }));
     else console.log(describeLoad(result, target));
     return result.errors === 0 ? 0 : 1;

@@ -4,7 +4,10 @@
  * valid for as long as it is referenced; a slab is freed by the garbage
  * collector once no region of it is. One off-heap `ArrayBuffer` per small
  * buffer costs more on V8 and JSC than the work done with it; this amortises
- * it over a slab. Private to the codec and the session.
+ * it over a slab. The last region handed out can be given back with
+ * {@link ByteSlab.reclaim} once nothing refers to it, so a caller that is done
+ * with its buffer at once (a write the OS took whole) reuses the same bytes
+ * every time. Private to the codec and the session.
  *
  * @module
  */
@@ -25,7 +28,10 @@ export class ByteSlab {
     this.#maxRegion = maxRegion;
   }
 
-  /** A fresh, zero-filled region of `length` bytes that nothing else uses. */
+  /**
+   * A region of `length` bytes that nothing else uses. It is zero-filled only
+   * if it was never reclaimed: callers overwrite every byte they hand on.
+   */
   take(length: number): Uint8Array {
     if (length > this.#maxRegion) return new Uint8Array(length);
     if (this.#offset + length > this.#slab.length) {
@@ -35,5 +41,22 @@ export class ByteSlab {
     const region = this.#slab.subarray(this.#offset, this.#offset + length);
     this.#offset += (length + 7) & ~7;
     return region;
+  }
+
+  /**
+   * Give back `region`, the last one {@link ByteSlab.take} returned, because
+   * nothing refers to it any more: the next `take` reuses its bytes. Anything
+   * else (an older region, a buffer of its own) is left to the garbage
+   * collector.
+   *
+   * @returns `true` when the region was given back.
+   */
+  reclaim(region: Uint8Array): boolean {
+    const slab = this.#slab;
+    if (region.buffer !== slab.buffer) return false;
+    const start = region.byteOffset - slab.byteOffset;
+    if (start + ((region.length + 7) & ~7) !== this.#offset) return false;
+    this.#offset = start;
+    return true;
   }
 }

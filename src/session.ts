@@ -210,10 +210,12 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 let nextSessionId = 1;
 
 /**
- * Outgoing writes up to 16 KiB are carved from shared 64 KiB slabs: a region
- * is never rewritten, so the transport may hold it as long as it needs.
+ * Outgoing writes up to 64 KiB are carved from shared 256 KiB slabs. A region
+ * the transport kept (a backlog) is never rewritten, so it may hold it as long
+ * as it needs; a region the OS took whole during `write` is reclaimed, so on
+ * Node and Bun every flush in steady state reuses the same bytes.
  */
-const outputSlab = new ByteSlab(64 * 1024, 16 * 1024);
+const outputSlab = new ByteSlab(256 * 1024, 64 * 1024);
 
 /** Replies of one request, held back until every earlier request is done. */
 class ReplySlot {
@@ -711,7 +713,9 @@ export class TransportSession implements Session {
     this.#bodies = [];
     this.#queueBytes = 0;
     this.#lastActivity = this.#options.clock.now();
-    if (!this.#connection.write(out)) this.#waitingDrain = true;
+    const connection = this.#connection;
+    if (!connection.write(out)) this.#waitingDrain = true;
+    if (connection.backlog === 0) outputSlab.reclaim(out);
     this.#updateReading();
     this.#maybeFinishClosing();
   }

@@ -37,7 +37,8 @@ export class FakeConnection implements Connection {
       this.callsAfterClose++;
       return false;
     }
-    this.writes.push(bytes);
+    // A copy, as the OS takes one: with backlog 0 the caller may reuse `bytes`.
+    this.writes.push(bytes.slice());
     if (!this.accepting) this.pending += bytes.length;
     return this.accepting;
   }

@@ -61,7 +61,10 @@ export interface Connection {
   start(handlers: ConnectionHandlers): void;
   /**
    * Send bytes, in order after everything written before. The adapter owns the
-   * buffer from now on.
+   * buffer from now on, with one exception: when {@link Connection.backlog}
+   * is 0 as `write` returns, every byte was handed to the OS and the adapter
+   * keeps no reference, so the caller may reuse the buffer at once (the
+   * session does, to encode every flush into the same memory).
    *
    * @returns `false` when the caller should wait for `onDrain` before writing
    * more (the adapter holds a backlog), `true` otherwise.

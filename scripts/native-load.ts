@@ -1,0 +1,141 @@
+/**
+ * The native echo load generator (`scripts/native-load/loadgen.c`), compiled
+ * on first use with the machine's C compiler into `.tlvkit-tmp/`, and run as a
+ * child process pinned to CPU 0. A JavaScript generator saturates its own core
+ * before a fast server does; this one loads the server the way an independent
+ * native client would. Echo only: HELLO runs stay with the JavaScript
+ * generator of `scripts/bench.ts`.
+ *
+ * @module
+ */
+
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import type { LoadOptions, LoadResult } from "./bench.ts";
+
+const SOURCE = "scripts/native-load/loadgen.c";
+
+let built: { path?: string; reason?: string } | undefined;
+
+/**
+ * Compile the native generator if its binary is missing or older than its
+ * source.
+ *
+ * @param root The repository root.
+ * @returns The binary's path, or why there is none (not Linux, no compiler).
+ */
+export function nativeGenerator(root: string): { path?: string; reason?: string } {
+  if (built !== undefined) return built;
+  if (process.platform !== "linux") return (built = { reason: "the native generator uses epoll (Linux only)" });
+  const source = join(root, SOURCE);
+  const directory = join(root, ".tlvkit-tmp");
+  const binary = join(directory, "loadgen");
+  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) return (built = { path: binary });
+  mkdirSync(directory, { recursive: true });
+  for (const compiler of ["cc", "gcc", "clang"]) {
+    try {
+      execFileSync(compiler, ["-O2", "-o", binary, source], { stdio: ["ignore", "ignore", "pipe"], timeout: 60_000 });
+      return (built = { path: binary });
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === "ENOENT") continue;
+      const stderr = String((error as { stderr?: unknown }).stderr ?? "").trim().split("\n")[0];
+      return (built = { reason: `${compiler} failed on ${SOURCE}: ${stderr}` });
+    }
+  }
+  return (built = { reason: "no C compiler (cc, gcc or clang) found" });
+}
+
+interface NativeReport {
+  frames: number;
+  seconds: number;
+  framesPerSecond: number;
+  megabytesPerSecond: number;
+  errors: number;
+  p50Micros: number;
+  p99Micros: number;
+  generatorCpu: number;
+  serverCpuMicrosPerFrame?: number;
+  serverCpu?: number;
+  serverTicks?: number;
+  ticksPerSecond?: number;
+  serverPeakKiB?: number;
+}
+
+/**
+ * Run one echo load with the native generator.
+ *
+ * @param binary From {@link nativeGenerator}.
+ * @param options Connections, window, size, duration, warm-up, server pid.
+ * @param cpu Pin the generator to this CPU.
+ * @returns The same figures as the JavaScript generator's `runLoad`.
+ */
+export function runNativeLoad(binary: string, options: LoadOptions, cpu: number | undefined): Promise<LoadResult> {
+  if (options.mode !== "echo") throw new RangeError("the native generator sends echo frames only");
+  const args = [
+    "--host", options.host,
+    "--port", String(options.port),
+    "--connections", String(options.connections),
+    "--window", String(options.window),
+    "--size", String(options.size),
+    "--duration", String(options.duration),
+    "--warmup", String(options.warmup),
+  ];
+  if (options.serverPid !== undefined) args.push("--pid", String(options.serverPid));
+  if (cpu !== undefined) args.push("--cpu", String(cpu));
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+    child.stderr!.setEncoding("utf8").on("data", (text: string) => (stderr = (stderr + text).slice(-4096)));
+    const limit = setTimeout(() => child.kill("SIGKILL"), (options.duration + options.warmup + 30) * 1000);
+    child.once("error", (error) => {
+      clearTimeout(limit);
+      reject(new Error(`native generator failed to start: ${error.message}`));
+    });
+    child.once("close", (code, signal) => {
+      clearTimeout(limit);
+      const line = stdout.trim().split("\n").pop() ?? "";
+      let report: NativeReport;
+      try {
+        report = JSON.parse(line) as NativeReport;
+      } catch {
+        reject(new Error(`native generator exited (${code ?? signal}) without a result; stderr: ${stderr.trim().slice(-500)}`));
+        return;
+      }
+      const errorSamples = stderr.trim() === "" ? [] : stderr.trim().split("\n").slice(0, 5);
+      if (report.errors > 0 && errorSamples.length === 0) errorSamples.push(`${report.errors} error(s), exit ${code ?? signal}`);
+      const serverCpu = report.serverCpuMicrosPerFrame;
+      resolveRun({
+        mode: "echo",
+        size: options.size,
+        connections: options.connections,
+        window: options.window,
+        generator: "native (C, epoll)",
+        seconds: report.seconds,
+        frames: report.frames,
+        framesPerSecond: report.framesPerSecond,
+        mbpsIn: report.megabytesPerSecond,
+        mbpsOut: report.megabytesPerSecond,
+        p50Us: report.p50Micros,
+        p99Us: report.p99Micros,
+        maxUs: NaN,
+        generatorCpuUsPerFrame: report.frames > 0 ? (report.generatorCpu * report.seconds * 1e6) / report.frames : NaN,
+        generatorCpuShare: report.generatorCpu,
+        server: serverCpu === undefined || options.serverPid === undefined ? undefined : {
+          pid: options.serverPid,
+          cpuUsPerFrame: serverCpu,
+          cpuShare: report.serverCpu ?? NaN,
+          ticks: report.serverTicks ?? NaN,
+          ticksPerSecond: report.ticksPerSecond ?? NaN,
+          peakRssKiB: report.serverPeakKiB,
+        },
+        errors: report.errors,
+        errorSamples,
+      });
+    });
+  });
+}
