@@ -29,9 +29,9 @@
  * RSS before and after instead of loading it), `--expect tlvkit|raw` (what
  * replies look like when attaching; a raw echo returns every byte verbatim),
  * `--pid PID` (the attached server's process, for CPU and RSS), `--generator
- * native|js` (echo runs default to the native C generator of
- * `scripts/native-load/`, compiled on first use, when a C compiler is there;
- * HELLO runs use the JavaScript one), `--no-pin`,
+ * native|js` (the native C generator of `scripts/native-load/`, compiled on
+ * first use, is the default on Linux when a C compiler is there; `js` runs the
+ * generator in this process, on whichever runtime runs it), `--no-pin`,
  * `--json` (one machine-readable result line on stdout).
  *
  * What the figures mean:
@@ -333,7 +333,7 @@ export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: 
 // What is sent and what must come back
 
 /** Precomputed requests and expected replies, cycled through in order. */
-interface Plan {
+export interface Plan {
   /** Frames 0..k-1, twice over, back to back: any run of up to k frames is one subarray. */
   readonly ring: Uint8Array;
   /** Start of frame i in `ring` (2k + 1 entries). */
@@ -347,7 +347,16 @@ interface Plan {
 
 const RING_LIMIT = 32 * 1024 * 1024;
 
-function buildPlan(mode: LoadMode, size: number, expect: ServerKind, window: number): Plan {
+/**
+ * The requests to cycle through and the replies each must get.
+ *
+ * @param mode Echo frames or HELLO requests.
+ * @param size Body bytes (HELLO: about the request body's size).
+ * @param expect What answers: tlvkit (echo / HELLO replies) or a raw echo (the request bytes).
+ * @param window Frames in flight per connection (the ring holds at least as many).
+ * @returns The plan.
+ */
+export function buildPlan(mode: LoadMode, size: number, expect: ServerKind, window: number): Plan {
   const encoder = new FrameEncoder();
   const k = Math.max(window, 64);
   const frames: Uint8Array[] = [];
@@ -993,8 +1002,7 @@ async function main(): Promise<number> {
       serverPid: values.pid === undefined ? undefined : numberOption("pid", values.pid, 0, 1, 2 ** 22, true),
       progress: process.stderr.isTTY === true && !values.json,
     };
-    generator = choice("generator", values.generator, ["native", "js"] as const, mode === "echo" ? "native" : "js");
-    if (generator === "native" && mode !== "echo") throw new UsageError("--generator native sends echo frames only; use --generator js for HELLO");
+    generator = choice("generator", values.generator, ["native", "js"] as const, "native");
     if (idle !== undefined && options.serverPid === undefined && serverKind === undefined) {
       throw new UsageError("--idle reads the server's RSS: start it with --server, or give --pid");
     }
@@ -1037,7 +1045,7 @@ async function main(): Promise<number> {
       else console.log(describeIdle(result, target));
       return result.errors === 0 ? 0 : 1;
     }
-    const result = native !== undefined ? await runNativeLoad(native, options, pin ? 0 : undefined) : await runLoad(options);
+    const result = native !== undefined ? await runNativeLoad(ROOT, native, options, pin ? 0 : undefined) : await runLoad(options);
     if (values.json) console.log(JSON.stringify({ kind: "load", serverKind: serverKind ?? null, serverRuntime: serverRuntime ?? null, ...result }));
     else console.log(describeLoad(result, target));
     return result.errors === 0 ? 0 : 1;

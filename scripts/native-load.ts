@@ -3,17 +3,18 @@
  * on first use with the machine's C compiler into `.tlvkit-tmp/`, and run as a
  * child process pinned to CPU 0. A JavaScript generator saturates its own core
  * before a fast server does; this one loads the server the way an independent
- * native client would. Echo only: HELLO runs stay with the JavaScript
- * generator of `scripts/bench.ts`.
+ * native client would. The frames it sends and the replies it expects are
+ * the plan of `scripts/bench.ts` (echo or HELLO), written to two files.
  *
  * @module
  */
 
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import type { LoadOptions, LoadResult } from "./bench.ts";
+import { FrameEncoder } from "../mod.ts";
+import { buildPlan, type LoadOptions, type LoadResult } from "./bench.ts";
 
 const SOURCE = "scripts/native-load/loadgen.c";
 
@@ -52,7 +53,8 @@ interface NativeReport {
   frames: number;
   seconds: number;
   framesPerSecond: number;
-  megabytesPerSecond: number;
+  megabytesPerSecondIn: number;
+  megabytesPerSecondOut: number;
   errors: number;
   p50Micros: number;
   p99Micros: number;
@@ -64,22 +66,43 @@ interface NativeReport {
   serverPeakKiB?: number;
 }
 
+/** Write the plan's requests and expected replies as two files of frames; returns their paths. */
+function writePlanFiles(root: string, options: LoadOptions): [string, string] {
+  const plan = buildPlan(options.mode, options.size, options.expect, options.window);
+  const encoder = new FrameEncoder();
+  const replies = plan.replyBodies.map((body, i) => encoder.encode(plan.replyIds[i]!, body));
+  const replyBytes = new Uint8Array(replies.reduce((total, frame) => total + frame.length, 0));
+  let offset = 0;
+  for (const frame of replies) {
+    replyBytes.set(frame, offset);
+    offset += frame.length;
+  }
+  const directory = join(root, ".tlvkit-tmp");
+  mkdirSync(directory, { recursive: true });
+  const stem = join(directory, `plan-${options.mode}-${options.size}-${options.expect}-${options.window}-${process.pid}`);
+  writeFileSync(`${stem}.requests`, plan.ring.subarray(0, plan.offsets[plan.k]!));
+  writeFileSync(`${stem}.replies`, replyBytes);
+  return [`${stem}.requests`, `${stem}.replies`];
+}
+
 /**
- * Run one echo load with the native generator.
+ * Run one load (echo or HELLO) with the native generator.
  *
+ * @param root The repository root (plan files go to its `.tlvkit-tmp/`).
  * @param binary From {@link nativeGenerator}.
- * @param options Connections, window, size, duration, warm-up, server pid.
+ * @param options Connections, window, size, mode, duration, warm-up, server pid.
  * @param cpu Pin the generator to this CPU.
  * @returns The same figures as the JavaScript generator's `runLoad`.
  */
-export function runNativeLoad(binary: string, options: LoadOptions, cpu: number | undefined): Promise<LoadResult> {
-  if (options.mode !== "echo") throw new RangeError("the native generator sends echo frames only");
+export function runNativeLoad(root: string, binary: string, options: LoadOptions, cpu: number | undefined): Promise<LoadResult> {
+  const [requests, replies] = writePlanFiles(root, options);
   const args = [
     "--host", options.host,
     "--port", String(options.port),
+    "--requests", requests,
+    "--replies", replies,
     "--connections", String(options.connections),
     "--window", String(options.window),
-    "--size", String(options.size),
     "--duration", String(options.duration),
     "--warmup", String(options.warmup),
   ];
@@ -94,10 +117,14 @@ export function runNativeLoad(binary: string, options: LoadOptions, cpu: number 
     const limit = setTimeout(() => child.kill("SIGKILL"), (options.duration + options.warmup + 30) * 1000);
     child.once("error", (error) => {
       clearTimeout(limit);
+      rmSync(requests, { force: true });
+      rmSync(replies, { force: true });
       reject(new Error(`native generator failed to start: ${error.message}`));
     });
     child.once("close", (code, signal) => {
       clearTimeout(limit);
+      rmSync(requests, { force: true });
+      rmSync(replies, { force: true });
       const line = stdout.trim().split("\n").pop() ?? "";
       let report: NativeReport;
       try {
@@ -110,7 +137,7 @@ export function runNativeLoad(binary: string, options: LoadOptions, cpu: number 
       if (report.errors > 0 && errorSamples.length === 0) errorSamples.push(`${report.errors} error(s), exit ${code ?? signal}`);
       const serverCpu = report.serverCpuMicrosPerFrame;
       resolveRun({
-        mode: "echo",
+        mode: options.mode,
         size: options.size,
         connections: options.connections,
         window: options.window,
@@ -118,8 +145,8 @@ export function runNativeLoad(binary: string, options: LoadOptions, cpu: number 
         seconds: report.seconds,
         frames: report.frames,
         framesPerSecond: report.framesPerSecond,
-        mbpsIn: report.megabytesPerSecond,
-        mbpsOut: report.megabytesPerSecond,
+        mbpsIn: report.megabytesPerSecondIn,
+        mbpsOut: report.megabytesPerSecondOut,
         p50Us: report.p50Micros,
         p99Us: report.p99Micros,
         maxUs: NaN,

@@ -336,6 +336,8 @@ export class TransportSession implements Session {
   #queueBytes = 0;
   #flushScheduled = false;
   #waitingDrain = false;
+  /** Inside `#onData`: replies queued now are flushed when it returns, not in a microtask. */
+  #receiving = false;
 
   /** Requests still running or waiting for earlier ones, in arrival order. */
   #pipeline: ReplySlot[] = [];
@@ -346,8 +348,9 @@ export class TransportSession implements Session {
   /** While closing, go on decoding and dispatching (a client's half-close). */
   #keepReading = false;
   #lingerTimer: TimerHandle | undefined;
-  /** When a byte last moved either way (clock time). */
+  /** When a byte last moved either way (clock time); kept only with an idle timeout. */
   #lastActivity = 0;
+  readonly #trackActivity: boolean;
   #idleTimer: TimerHandle | undefined;
   /** When the frame now being received started (clock time), if one is. */
   #frameStartedAt: number | undefined;
@@ -385,6 +388,7 @@ export class TransportSession implements Session {
     this.#idBytes = layout.idBytes;
     this.#lengthBytes = layout.lengthBytes;
     this.#littleEndian = layout.littleEndian;
+    this.#trackActivity = options.idleTimeout > 0;
   }
 
   /** Begin receiving: wires the connection's events to this session. */
@@ -539,26 +543,37 @@ export class TransportSession implements Session {
 
   #onData(chunk: Uint8Array): void {
     this.counters.bytesIn += chunk.length;
+    if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
     // Closing: read and discard until the peer closes (unless half-closed by a client).
-    this.#lastActivity = this.#options.clock.now();
     if (this.#state !== OPEN && !(this.#state === CLOSING && this.#keepReading)) return;
     const framesBefore = this.counters.framesIn;
     const wasInFrame = this.#decoder.inFrame;
+    this.#receiving = true;
     try {
       this.#decoder.decode(chunk, this.#onFrame);
     } catch (error) {
+      this.#receiving = false;
       if (error instanceof FrameTooLargeError) this.beginClose("frame-too-large", true, error);
       else this.beginClose("error", false, error instanceof Error ? error : new Error(String(error)));
+      this.#flushReceived();
       return;
     }
+    this.#receiving = false;
     if (this.#options.frameTimeout > 0) {
       if (!this.#decoder.inFrame) this.#frameStartedAt = undefined;
       else if (!wasInFrame || this.counters.framesIn !== framesBefore) {
         // A new frame started in this chunk.
-        this.#frameStartedAt = this.#lastActivity;
+        this.#frameStartedAt = this.#options.clock.now();
         if (this.#frameTimer === undefined) this.#armFrameTimer(this.#options.frameTimeout);
       }
     }
+    // Every reply the chunk's handlers gave at once leaves in one write, now.
+    this.#flushReceived();
+  }
+
+  /** After a chunk: flush what its handlers queued, unless a flush is scheduled or a drain awaited. */
+  #flushReceived(): void {
+    if (this.#ids.length > 0 && !this.#flushScheduled && !this.#waitingDrain) this.#flush();
   }
 
   #armIdleTimer(ms: number): void {
@@ -677,7 +692,7 @@ export class TransportSession implements Session {
     this.#ids.push(id);
     this.#bodies.push(body);
     this.#queueBytes += this.#headerSize + body.length;
-    if (!this.#flushScheduled && !this.#waitingDrain) {
+    if (!this.#flushScheduled && !this.#waitingDrain && !this.#receiving) {
       this.#flushScheduled = true;
       queueMicrotask(this.#flushTask);
     }
@@ -703,16 +718,17 @@ export class TransportSession implements Session {
       const body = bodies[i]!;
       writeField(out, offset, idBytes, ids[i]!, little);
       writeField(out, offset + idBytes, lengthBytes, body.length, little);
-      if (body.length === 1) out[offset + headerSize] = body[0]!;
-      else if (body.length !== 0) out.set(body, offset + headerSize);
-      offset += headerSize + body.length;
+      const length = body.length;
+      offset += headerSize;
+      if (length !== 0) out.set(body, offset);
+      offset += length;
     }
     this.counters.framesOut += ids.length;
     this.counters.bytesOut += out.length;
     this.#ids = [];
     this.#bodies = [];
     this.#queueBytes = 0;
-    this.#lastActivity = this.#options.clock.now();
+    if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
     const connection = this.#connection;
     if (!connection.write(out)) this.#waitingDrain = true;
     if (connection.backlog === 0) outputSlab.reclaim(out);
@@ -723,7 +739,7 @@ export class TransportSession implements Session {
   #onDrain(): void {
     this.#waitingDrain = false;
     this.#drains++;
-    this.#lastActivity = this.#options.clock.now();
+    if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
     if (this.#ids.length > 0) this.#flush();
     else {
       this.#updateReading();

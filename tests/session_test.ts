@@ -76,12 +76,23 @@ describe("Session", () => {
   it("answers every frame of a chunk and sends the replies in one write", async () => {
     const h = harness(echo);
     h.connection.receive(concat([frame(1, "a"), frame(2, "bb"), frame(3, "")]));
-    assert.equal(h.connection.writes.length, 0, "nothing is written before the turn ends");
+    // The chunk's synchronous replies leave as soon as it is decoded, together.
+    assert.equal(h.connection.writes.length, 1, "one write, before the chunk's callback returns");
     await turn();
     assert.equal(h.connection.writes.length, 1);
     assert.deepEqual(h.sent(), ["1:a", "2:bb", "3:"]);
     assert.equal(h.session.counters.framesIn, 3);
     assert.equal(h.session.counters.framesOut, 3);
+  });
+
+  it("coalesces pushes made in one turn, outside any chunk, into one write at the end of the turn", async () => {
+    const h = harness(echo);
+    assert.equal(h.session.send(7, "a"), true);
+    assert.equal(h.session.send(8, "b"), true);
+    assert.equal(h.connection.writes.length, 0, "nothing is written before the turn ends");
+    await turn();
+    assert.equal(h.connection.writes.length, 1);
+    assert.deepEqual(h.sent(), ["7:a", "8:b"]);
   });
 
   it("keeps replies in request order when an earlier handler is async", async () => {

@@ -7,15 +7,17 @@
  * reads the server's CPU time from /proc/PID/stat at the start and end of the
  * measured window.
  *
- * Echo replies are byte-for-byte the requests, both for tlvkit's `serve` (an
- * echoed frame has the request's id and body) and for the raw echo servers of
- * scripts/raw-echo/, so verification is a comparison of each connection's
- * received stream with the stream it sent. Request ids stay in 1..1000 (never
- * HELLO's 1001 nor ERROR's 65535); bodies are pseudo-random.
+ * What it sends and expects comes from two files of frames written by
+ * scripts/native-load.ts (default layout: u16 id, u16 length, big-endian):
+ * --requests holds K request frames, --replies the K replies they must get,
+ * in the same order (for an echo both hold the same bytes). Each connection
+ * cycles through them from its own starting frame and checks every received
+ * byte against the reply stream, so any difference, reordering or loss is an
+ * error.
  *
  *   cc -O2 -o loadgen scripts/native-load/loadgen.c
- *   ./loadgen --port 10086 --connections 16 --window 16 --size 64 \
- *             --duration 5 --warmup 1 --pid 1234 --cpu 0
+ *   ./loadgen --port 10086 --requests req.bin --replies rep.bin --connections 16 \
+ *             --window 16 --duration 5 --warmup 1 --pid 1234 --cpu 0
  *
  * Prints one JSON line on stdout: frames, bytes per direction, seconds,
  * errors, latency p50/p99 (µs), its own CPU seconds, and — with --pid — the
@@ -40,23 +42,28 @@
 #include <unistd.h>
 
 #define HEADER_BYTES 4
-#define RING_FRAMES 61 /* prime, so connections start at different offsets */
 #define READ_BUFFER (256 * 1024)
 #define BUCKETS 64
 
+/* K frames back to back, and where each starts (K + 1 entries: the last is the total). */
+struct ring {
+  uint8_t *bytes;
+  uint64_t *starts;
+  uint64_t frames;
+};
+
 struct flow {
   int fd;
-  uint64_t sent_bytes;     /* bytes handed to the kernel */
-  uint64_t target_bytes;   /* bytes we want sent (whole frames) */
-  uint64_t received_bytes; /* bytes received and verified */
-  uint64_t ring_offset;    /* where this flow's stream starts in the ring */
+  uint64_t first_frame;    /* this flow's stream starts at this frame of the rings */
+  uint64_t sent_bytes;     /* request bytes handed to the kernel */
+  uint64_t target_frames;  /* request frames we want sent */
+  uint64_t received_bytes; /* reply bytes received and verified */
+  uint64_t received_frames;
   double *send_times;      /* per frame in flight, indexed by frame number % window */
   int want_write;
 };
 
-static uint8_t *ring;
-static uint64_t ring_bytes;
-static uint64_t frame_bytes;
+static struct ring requests, replies;
 static uint64_t errors;
 static uint64_t latency_buckets[BUCKETS];
 static int measuring;
@@ -110,25 +117,45 @@ static long server_peak_kib(int pid) {
   return kib;
 }
 
-static void fill_ring(uint64_t size) {
-  frame_bytes = HEADER_BYTES + size;
-  ring_bytes = frame_bytes * RING_FRAMES;
-  ring = malloc(ring_bytes);
-  uint32_t state = 0x9e3779b9u;
-  for (uint64_t frame = 0; frame < RING_FRAMES; frame++) {
-    uint8_t *at = ring + frame * frame_bytes;
-    uint16_t id = (uint16_t)(1 + (frame * 37) % 1000);
-    at[0] = (uint8_t)(id >> 8);
-    at[1] = (uint8_t)id;
-    at[2] = (uint8_t)(size >> 8);
-    at[3] = (uint8_t)size;
-    for (uint64_t i = 0; i < size; i++) {
-      state ^= state << 13;
-      state ^= state >> 17;
-      state ^= state << 5;
-      at[HEADER_BYTES + i] = (uint8_t)state;
-    }
+/* Read a file of frames into `ring`; exits on a bad file. */
+static void load_ring(const char *path, struct ring *ring) {
+  FILE *file = fopen(path, "rb");
+  if (!file) {
+    fprintf(stderr, "loadgen: cannot open %s: %s\n", path, strerror(errno));
+    exit(2);
   }
+  fseek(file, 0, SEEK_END);
+  long size = ftell(file);
+  fseek(file, 0, SEEK_SET);
+  ring->bytes = malloc((size_t)size + 1);
+  if (size <= 0 || fread(ring->bytes, 1, (size_t)size, file) != (size_t)size) {
+    fprintf(stderr, "loadgen: cannot read %s\n", path);
+    exit(2);
+  }
+  fclose(file);
+  uint64_t count = 0;
+  for (uint64_t at = 0; at < (uint64_t)size;) {
+    if (at + HEADER_BYTES > (uint64_t)size) break;
+    at += HEADER_BYTES + (((uint64_t)ring->bytes[at + 2] << 8) | ring->bytes[at + 3]);
+    count++;
+  }
+  ring->starts = malloc((count + 1) * sizeof(uint64_t));
+  uint64_t at = 0;
+  for (uint64_t frame = 0; frame < count; frame++) {
+    ring->starts[frame] = at;
+    at += HEADER_BYTES + (((uint64_t)ring->bytes[at + 2] << 8) | ring->bytes[at + 3]);
+  }
+  if (count == 0 || at != (uint64_t)size) {
+    fprintf(stderr, "loadgen: %s is not a whole number of frames\n", path);
+    exit(2);
+  }
+  ring->starts[count] = at;
+  ring->frames = count;
+}
+
+/* Position of frame `n` in the endless stream that cycles through `ring`. */
+static uint64_t stream_position(const struct ring *ring, uint64_t n) {
+  return (n / ring->frames) * ring->starts[ring->frames] + ring->starts[n % ring->frames];
 }
 
 static void record_latency(double seconds) {
@@ -160,12 +187,15 @@ static double latency_percentile(double fraction) {
 }
 
 /* Write as much of the flow's target as the kernel takes. Returns 0, or -1 on a socket error. */
-static int pump(struct flow *flow, int window, double now) {
-  while (flow->sent_bytes < flow->target_bytes) {
-    uint64_t position = (flow->ring_offset + flow->sent_bytes) % ring_bytes;
-    uint64_t length = flow->target_bytes - flow->sent_bytes;
+static int pump(struct flow *flow) {
+  uint64_t ring_bytes = requests.starts[requests.frames];
+  uint64_t base = stream_position(&requests, flow->first_frame);
+  uint64_t target = stream_position(&requests, flow->first_frame + flow->target_frames) - base;
+  while (flow->sent_bytes < target) {
+    uint64_t position = (base + flow->sent_bytes) % ring_bytes;
+    uint64_t length = target - flow->sent_bytes;
     if (length > ring_bytes - position) length = ring_bytes - position;
-    ssize_t written = send(flow->fd, ring + position, length, MSG_NOSIGNAL);
+    ssize_t written = send(flow->fd, requests.bytes + position, length, MSG_NOSIGNAL);
     if (written < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         flow->want_write = 1;
@@ -173,44 +203,51 @@ static int pump(struct flow *flow, int window, double now) {
       }
       return -1;
     }
-    uint64_t before = flow->sent_bytes / frame_bytes;
     flow->sent_bytes += (uint64_t)written;
-    uint64_t after = flow->sent_bytes / frame_bytes;
-    for (uint64_t frame = before; frame < after; frame++) flow->send_times[frame % (uint64_t)window] = now;
   }
   flow->want_write = 0;
   return 0;
 }
 
-/* Check received bytes against the ring. Returns the number of whole frames newly completed, or -1 on a mismatch. */
+/* Ask for `count` more request frames, stamping their send time. */
+static void request_more(struct flow *flow, uint64_t count, int window, double now) {
+  for (uint64_t i = 0; i < count; i++) flow->send_times[(flow->target_frames + i) % (uint64_t)window] = now;
+  flow->target_frames += count;
+}
+
+/* Check received bytes against the reply stream. Returns the number of whole replies newly completed, or -1 on a mismatch. */
 static long long verify(struct flow *flow, const uint8_t *data, size_t length, int window, double now) {
-  uint64_t before = flow->received_bytes / frame_bytes;
+  uint64_t ring_bytes = replies.starts[replies.frames];
+  uint64_t base = stream_position(&replies, flow->first_frame);
   size_t checked = 0;
   while (checked < length) {
-    uint64_t position = (flow->ring_offset + flow->received_bytes) % ring_bytes;
+    uint64_t position = (base + flow->received_bytes) % ring_bytes;
     size_t run = length - checked;
     if (run > ring_bytes - position) run = (size_t)(ring_bytes - position);
-    if (memcmp(ring + position, data + checked, run) != 0) return -1;
+    if (memcmp(replies.bytes + position, data + checked, run) != 0) return -1;
     flow->received_bytes += run;
     checked += run;
   }
-  if (flow->received_bytes > flow->sent_bytes) return -1;
-  uint64_t after = flow->received_bytes / frame_bytes;
-  for (uint64_t frame = before; frame < after; frame++) record_latency(now - flow->send_times[frame % (uint64_t)window]);
-  return (long long)(after - before);
+  long long completed = 0;
+  while (stream_position(&replies, flow->first_frame + flow->received_frames + 1) - base <= flow->received_bytes) {
+    if (flow->received_frames >= flow->target_frames) return -1; /* a reply to nothing sent */
+    record_latency(now - flow->send_times[flow->received_frames % (uint64_t)window]);
+    flow->received_frames++;
+    completed++;
+  }
+  return completed;
 }
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: loadgen --port P [--host 127.0.0.1] [--connections 16] [--window 16] [--size 64]\n"
-          "               [--duration 5] [--warmup 1] [--pid SERVER_PID] [--cpu N]\n");
+          "usage: loadgen --port P --requests FILE --replies FILE [--host 127.0.0.1] [--connections 16]\n"
+          "               [--window 16] [--duration 5] [--warmup 1] [--pid SERVER_PID] [--cpu N]\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
-  const char *host = "127.0.0.1";
+  const char *host = "127.0.0.1", *requests_path = NULL, *replies_path = NULL;
   int port = 0, connections = 16, window = 16, pid = 0, cpu = -1;
-  long size = 64;
   double duration = 5, warmup = 1;
   for (int i = 1; i < argc; i++) {
     const char *name = argv[i];
@@ -220,21 +257,28 @@ int main(int argc, char **argv) {
     else if (strcmp(name, "--port") == 0) port = atoi(value);
     else if (strcmp(name, "--connections") == 0) connections = atoi(value);
     else if (strcmp(name, "--window") == 0) window = atoi(value);
-    else if (strcmp(name, "--size") == 0) size = atol(value);
+    else if (strcmp(name, "--requests") == 0) requests_path = value;
+    else if (strcmp(name, "--replies") == 0) replies_path = value;
     else if (strcmp(name, "--duration") == 0) duration = atof(value);
     else if (strcmp(name, "--warmup") == 0) warmup = atof(value);
     else if (strcmp(name, "--pid") == 0) pid = atoi(value);
     else if (strcmp(name, "--cpu") == 0) cpu = atoi(value);
     else usage();
   }
-  if (port <= 0 || port > 65535 || connections < 1 || window < 1 || size < 0 || size > 65535 || duration <= 0) usage();
+  if (port <= 0 || port > 65535 || connections < 1 || window < 1 || duration <= 0 || !requests_path || !replies_path) usage();
   if (cpu >= 0) {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     sched_setaffinity(0, sizeof set, &set);
   }
-  fill_ring((uint64_t)size);
+  load_ring(requests_path, &requests);
+  load_ring(replies_path, &replies);
+  if (requests.frames != replies.frames) {
+    fprintf(stderr, "loadgen: %llu requests but %llu replies\n", (unsigned long long)requests.frames,
+            (unsigned long long)replies.frames);
+    return 2;
+  }
 
   struct sockaddr_in address = {0};
   address.sin_family = AF_INET;
@@ -255,7 +299,7 @@ int main(int argc, char **argv) {
     int one = 1;
     setsockopt(flow->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     fcntl(flow->fd, F_SETFL, fcntl(flow->fd, F_GETFL) | O_NONBLOCK);
-    flow->ring_offset = ((uint64_t)c * 17 % RING_FRAMES) * frame_bytes;
+    flow->first_frame = (uint64_t)c * 17 % requests.frames;
     flow->send_times = calloc((size_t)window, sizeof(double));
     struct epoll_event event = {.events = EPOLLIN, .data.u32 = (uint32_t)c};
     epoll_ctl(poller, EPOLL_CTL_ADD, flow->fd, &event);
@@ -263,8 +307,8 @@ int main(int argc, char **argv) {
 
   double started = now_seconds();
   for (int c = 0; c < connections; c++) {
-    flows[c].target_bytes = (uint64_t)window * frame_bytes;
-    if (pump(&flows[c], window, started) != 0) errors++;
+    request_more(&flows[c], (uint64_t)window, window, started);
+    if (pump(&flows[c]) != 0) errors++;
   }
 
   uint8_t *buffer = malloc(READ_BUFFER);
@@ -272,7 +316,7 @@ int main(int argc, char **argv) {
   double window_start = started + warmup, window_end = window_start + duration;
   long long ticks_start = -1, ticks_end = -1;
   double cpu_start = 0, cpu_end = 0, measured_start = 0, measured_end = 0;
-  uint64_t frames = 0;
+  uint64_t frames = 0, bytes_in = 0, bytes_out = 0;
   int phase = 0; /* 0 warmup, 1 measuring, 2 done */
   while (phase < 2 && errors == 0) {
     int ready = epoll_wait(poller, events, 256, 100);
@@ -307,12 +351,17 @@ int main(int argc, char **argv) {
             errors++;
             break;
           }
-          if (phase == 1) frames += (uint64_t)completed;
-          flow->target_bytes += (uint64_t)completed * frame_bytes;
+          if (phase == 1) {
+            uint64_t last = flow->first_frame + flow->received_frames;
+            frames += (uint64_t)completed;
+            bytes_in += stream_position(&replies, last) - stream_position(&replies, last - (uint64_t)completed);
+            bytes_out += stream_position(&requests, last) - stream_position(&requests, last - (uint64_t)completed);
+          }
+          request_more(flow, (uint64_t)completed, window, now);
         }
       }
       int had_backlog = flow->want_write;
-      if (pump(flow, window, now) != 0) {
+      if (pump(flow) != 0) {
         errors++;
         break;
       }
@@ -327,10 +376,10 @@ int main(int argc, char **argv) {
   double seconds = measured_end - measured_start;
   if (seconds <= 0) seconds = 1e-9;
   long ticks_per_second = sysconf(_SC_CLK_TCK);
-  printf("{\"frames\":%llu,\"seconds\":%.6f,\"framesPerSecond\":%.1f,\"megabytesPerSecond\":%.3f,"
-         "\"errors\":%llu,\"p50Micros\":%.1f,\"p99Micros\":%.1f,\"generatorCpu\":%.4f",
-         (unsigned long long)frames, seconds, (double)frames / seconds,
-         (double)frames * (double)frame_bytes / seconds / 1e6, (unsigned long long)errors,
+  printf("{\"frames\":%llu,\"seconds\":%.6f,\"framesPerSecond\":%.1f,\"megabytesPerSecondIn\":%.3f,"
+         "\"megabytesPerSecondOut\":%.3f,\"errors\":%llu,\"p50Micros\":%.1f,\"p99Micros\":%.1f,\"generatorCpu\":%.4f",
+         (unsigned long long)frames, seconds, (double)frames / seconds, (double)bytes_in / seconds / 1e6,
+         (double)bytes_out / seconds / 1e6, (unsigned long long)errors,
          latency_percentile(0.5), latency_percentile(0.99), (cpu_end - cpu_start) / seconds);
   if (pid && ticks_start >= 0 && ticks_end >= 0 && frames > 0) {
     double server_seconds = (double)(ticks_end - ticks_start) / (double)ticks_per_second;
