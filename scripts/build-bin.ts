@@ -15,33 +15,17 @@
 import { statSync } from "node:fs";
 import { relative } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { chooseBinaries, ROOT } from "./_binaries.ts";
 import { buildBinary, type BuildOptions } from "./_build_binaries.ts";
+import { scriptArgs } from "./_script_args.ts";
 
 const USAGE = "Usage: build-bin.ts [--only bun,node,deno] [--bun-target TARGET|host]";
 
 function main(): number {
-  let options: BuildOptions;
-  let only: string | undefined;
-  try {
-    const { values } = parseArgs({
-      args: process.argv.slice(2),
-      options: { only: { type: "string" }, "bun-target": { type: "string" }, help: { type: "boolean", short: "h" } },
-    });
-    if (values.help) {
-      console.log(USAGE);
-      return 0;
-    }
-    only = values.only;
-    options = values["bun-target"] === undefined ? {} : { bunTarget: values["bun-target"] };
-    chooseBinaries(only);
-  } catch (error) {
-    console.error(`build-bin: ${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
+  const values = scriptArgs("build-bin", USAGE, { only: { type: "string" }, "bun-target": { type: "string" } }, (v) => chooseBinaries(v.only));
+  const options: BuildOptions = values["bun-target"] === undefined ? {} : { bunTarget: values["bun-target"] };
   let failed = 0;
-  for (const binary of chooseBinaries(only)) {
+  for (const binary of chooseBinaries(values.only)) {
     const started = performance.now();
     const outcome = buildBinary(binary, options);
     const seconds = ((performance.now() - started) / 1000).toFixed(1);

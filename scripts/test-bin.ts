@@ -27,7 +27,6 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { encodeFrame, type Frame } from "../mod.ts";
 import { VERSION } from "../src/version.ts";
 import { until, within } from "../tests/_async.ts";
@@ -35,6 +34,7 @@ import { type Child, runToEnd, start, type StartOptions, stopAll } from "../test
 import { type RawPeer, rawPeer } from "../tests/_raw_peer.ts";
 import { type Binary, binaryEnv, chooseBinaries, ROOT } from "./_binaries.ts";
 import { buildBinary } from "./_build_binaries.ts";
+import { scriptArgs } from "./_script_args.ts";
 
 const USAGE = "Usage: test-bin.ts [--no-build] [--only bun,node,deno]";
 const LISTENING = /^listening on 127\.0\.0\.1:(\d+)$/m;
@@ -163,21 +163,7 @@ async function testBinary(binary: Binary, how: StartOptions): Promise<void> {
 }
 
 async function main(): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({
-      args: process.argv.slice(2),
-      options: { "no-build": { type: "boolean" }, only: { type: "string" }, help: { type: "boolean", short: "h" } },
-    }).values;
-    chooseBinaries(values.only);
-  } catch (error) {
-    console.error(`test-bin: ${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const values = scriptArgs("test-bin", USAGE, { "no-build": { type: "boolean" }, only: { type: "string" } }, (v) => chooseBinaries(v.only));
   // An empty folder and no node_modules on the PATH: a binary that needs the
   // repository or its toolchain fails here.
   const folder = mkdtempSync(join(tmpdir(), "tlvkit-bin-"));
