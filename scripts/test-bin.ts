@@ -27,7 +27,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import process from "node:process";
-import { encodeFrame, type Frame } from "../mod.ts";
+import { encodeFrame, type Frame, HELLO_ID } from "../mod.ts";
 import { VERSION } from "../src/version.ts";
 import { until, within } from "../tests/_async.ts";
 import { type Child, runToEnd, start, type StartOptions, stopAll } from "../tests/_processes.ts";
@@ -38,7 +38,6 @@ import { scriptArgs } from "./_script_args.ts";
 
 const USAGE = "Usage: test-bin.ts [--no-build] [--only bun,node,deno]";
 const LISTENING = /^listening on 127\.0\.0\.1:(\d+)$/m;
-const HELLO_ID = 1001;
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 
@@ -116,7 +115,10 @@ async function testBinary(binary: Binary, how: StartOptions): Promise<void> {
     port = Number((await server.waitFor(LISTENING, 20_000))[1]);
     assert.ok(port > 0);
   });
-  if (!listening || server === undefined) return;
+  if (!listening || server === undefined) {
+    console.log(`skip  ${binary.name}: the checks that need its server (HELLO, echo, send, port in use, SIGTERM)`);
+    return;
+  }
 
   const peer = await rawPeer(port);
   try {
