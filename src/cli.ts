@@ -89,8 +89,12 @@ function reportEscaped(error: unknown): void {
 process.on("uncaughtException", reportEscaped);
 process.on("unhandledRejection", reportEscaped);
 
-process.exitCode = await main(process.argv.slice(2));
-// End by letting the event loop run dry rather than with process.exit(), which
-// drops output a slow reader has not taken yet (Bun even reports no backlog to
-// wait for). Should anything still hold the loop, exit anyway after 5 s.
-setTimeout(() => process.exit(), 5000).unref();
+// No top-level await: the Node single executable (`npm run build:bin`) runs
+// this file bundled as CommonJS, where it is a syntax error.
+void main(process.argv.slice(2)).then((status) => {
+  process.exitCode = status;
+  // End by letting the event loop run dry rather than with process.exit(), which
+  // drops output a slow reader has not taken yet (Bun even reports no backlog to
+  // wait for). Should anything still hold the loop, exit anyway after 5 s.
+  setTimeout(() => process.exit(), 5000).unref();
+});

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, type SpawnOptions } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
@@ -58,12 +58,23 @@ export function escapedErrors(): string[] {
   return finished.flatMap((child) => child.stderr.split("\n").filter((line) => line.includes("internal error")));
 }
 
+/** How to start a child: through `/bin/sh`, in which folder, with which environment. */
+export interface StartOptions {
+  /** Run the command joined into one `/bin/sh -c` line. @default false */
+  shell?: boolean;
+  /** The working folder. @default the repository root */
+  cwd?: string;
+  /** The whole environment. @default this process's */
+  env?: NodeJS.ProcessEnv;
+}
+
 /** Start `command` with its output collected. Remember to `stopAll()` in an `after`. */
-export function start(command: string[], options: { shell?: boolean } = {}): Child {
+export function start(command: string[], options: StartOptions = {}): Child {
   const [file, ...args] = command;
+  const spawnOptions: SpawnOptions = { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] };
   const child = options.shell
-    ? spawn("/bin/sh", ["-c", command.join(" ")], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
-    : spawn(file!, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    ? spawn("/bin/sh", ["-c", command.join(" ")], spawnOptions)
+    : spawn(file!, args, spawnOptions);
   running.add(child);
   const exited = deferred<{ code: number | null; signal: NodeJS.Signals | null }>();
   const result: Child = {
@@ -127,8 +138,12 @@ export async function stopAll(): Promise<void> {
 }
 
 /** Run a command to completion and return its output. */
-export async function runToEnd(command: string[], ms = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = start(command);
+export async function runToEnd(
+  command: string[],
+  ms = 60_000,
+  options: StartOptions = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = start(command, options);
   const { code } = await within(child.exited, ms, `${command.join(" ")} to exit`);
   return { code, stdout: child.stdout, stderr: child.stderr };
 }

@@ -1,15 +1,22 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import process from "node:process";
 import { after, describe, it } from "node:test";
 import { encodeFrame } from "../mod.ts";
 import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
 import type { Connection } from "../src/transport/types.ts";
 import { sleep, until, within } from "./_async.ts";
 import { type RawPeer, rawPeer } from "./_raw_peer.ts";
-import { type Child, runToEnd, runtimeCommand, start, stopAll, escapedErrors } from "./_processes.ts";
+import { type Child, escapedErrors, ROOT, runToEnd, runtimeCommand, start, stopAll } from "./_processes.ts";
 
 const RUNTIME = detectRuntime();
-const CLI = runtimeCommand(RUNTIME, "src/cli.ts");
+// `TLVKIT_CLI=dist/tlvkit-node node --import tsx --test tests/cli_test.ts` runs
+// this battery against a single binary (`npm run build:bin`) instead.
+const BINARY = process.env["TLVKIT_CLI"];
+const CLI = BINARY ? [resolve(ROOT, BINARY)] : runtimeCommand(RUNTIME, "src/cli.ts");
+/** The runtime the command line under test runs on. */
+const CLI_RUNTIME = BINARY ? /tlvkit-(node|deno|bun)$/.exec(BINARY)?.[1] : RUNTIME;
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 
@@ -33,7 +40,7 @@ function assertOneLineError(result: { code: number | null; stdout: string; stder
   assert.equal(result.stdout, "");
 }
 
-describe(`command line on ${RUNTIME}`, () => {
+describe(`command line on ${BINARY ?? RUNTIME}`, () => {
   it("prints the version for the program and for each command", async () => {
     for (const args of [["--version"], ["serve", "--version"], ["send", "--version"]]) {
       const result = await runToEnd([...CLI, ...args]);
@@ -200,7 +207,7 @@ describe(`command line on ${RUNTIME}`, () => {
     const result = await runToEnd([...CLI, "send", "--port", String(port), "--data", "after the flood", "--timeout", "10"]);
     assert.equal(result.code, 0, `served after the flood: ${result.stderr}`);
     assert.equal(child.process.exitCode, null, "still running");
-    if (RUNTIME === "deno") {
+    if (CLI_RUNTIME === "deno") {
       // Deno reports accept failures; Node's libuv and Bun absorb them without telling JavaScript.
       assert.match(child.stderr, /too many open files \(EMFILE\); still accepting/);
     }
