@@ -78,5 +78,6 @@ export type {
   RuntimeName,
   SocketAddress,
   Transport,
+  WorkerSupport,
 } from "./src/transport/types.ts";
 export { VERSION } from "./src/version.ts";

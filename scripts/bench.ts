@@ -31,7 +31,9 @@
  * `--pid PID` (the attached server's process, for CPU and RSS), `--generator
  * native|js` (the native C generator of `scripts/native-load/`, compiled on
  * first use, is the default on Linux when a C compiler is there; `js` runs the
- * generator in this process, on whichever runtime runs it), `--no-pin`,
+ * generator in this process, on whichever runtime runs it), `--workers N`
+ * (start `serve --workers N`; nothing is pinned then, and the server's CPU and
+ * RSS are not reported, since the process started is only the supervisor), `--no-pin`,
  * `--json` (one machine-readable result line on stdout).
  *
  * What the figures mean:
@@ -111,12 +113,12 @@ function bin(name: string): string {
 }
 
 /** The command that runs TypeScript file `file` (relative to the root) under `runtime`. */
-export function runtimeCommand(runtime: RuntimeName, file: string): string[] {
+export function runtimeCommand(runtime: RuntimeName, file: string, denoPermissions: string[] = ["--allow-net"]): string[] {
   switch (runtime) {
     case "node":
       return ["node", "--import", "tsx", file];
     case "deno":
-      return [bin("deno"), "run", "--quiet", "--allow-net", file];
+      return [bin("deno"), "run", "--quiet", ...denoPermissions, file];
     case "bun":
       return [bin("bun"), file];
   }
@@ -269,12 +271,15 @@ export function killAllServersNow(): void {
  * @param kind `tlvkit` (`src/cli.ts serve`) or `raw` (`scripts/raw-echo/RUNTIME.ts`).
  * @param runtime The runtime to run it on.
  * @param cpu Pin it to this CPU with `taskset -c` (ignored when pinning is impossible).
+ * @param workers For `tlvkit`: `serve --workers N` (N processes sharing the port).
  * @returns The running server.
  * @throws {Error} When it exits or prints nothing within 30 s.
  */
-export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: number): Promise<ServerProcess> {
+export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: number, workers = 1): Promise<ServerProcess> {
+  // Starting worker processes needs more than the network under Deno.
+  const denoPermissions = workers === 1 ? ["--allow-net"] : ["--allow-net", "--allow-run", "--allow-env"];
   const args = kind === "tlvkit"
-    ? [...runtimeCommand(runtime, "src/cli.ts"), "serve", "--port", "0", "--drain-timeout", "1"]
+    ? [...runtimeCommand(runtime, "src/cli.ts", denoPermissions), "serve", "--port", "0", "--drain-timeout", "1", "--workers", String(workers)]
     : [...runtimeCommand(runtime, `scripts/raw-echo/${runtime}.ts`), "--port", "0"];
   const pinned = cpu !== undefined && canPin() ? cpu : undefined;
   const command = pinned !== undefined ? ["taskset", "-c", String(pinned), ...args] : args;
@@ -921,7 +926,8 @@ export function describeIdle(result: IdleResult, target: string): string {
 
 const USAGE = `Usage: bench.ts [--host H --port P [--pid PID] | --server tlvkit|raw --runtime node|deno|bun]
                 [--connections 16] [--window 16] [--size 64] [--duration 5] [--warmup 1]
-                [--mode echo|hello] [--expect tlvkit|raw] [--generator native|js] [--idle N] [--no-pin] [--json]`;
+                [--mode echo|hello] [--expect tlvkit|raw] [--generator native|js] [--idle N] [--workers N]
+                [--no-pin] [--json]`;
 
 class UsageError extends Error {}
 
@@ -962,6 +968,7 @@ async function main(): Promise<number> {
         expect: { type: "string" },
         idle: { type: "string" },
         generator: { type: "string" },
+        workers: { type: "string" },
         "no-pin": { type: "boolean", default: false },
         json: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
@@ -980,6 +987,7 @@ async function main(): Promise<number> {
   let serverRuntime: RuntimeName | undefined;
   let idle: number | undefined;
   let generator: "native" | "js";
+  let workers = 1;
   try {
     serverKind = values.server === undefined ? undefined : choice("server", values.server, ["tlvkit", "raw"] as const, "tlvkit");
     serverRuntime = values.runtime === undefined ? undefined : choice("runtime", values.runtime, RUNTIMES, "node");
@@ -989,6 +997,9 @@ async function main(): Promise<number> {
     const mode = choice("mode", values.mode, ["echo", "hello"] as const, "echo");
     const size = numberOption("size", values.size, 64, mode === "hello" ? 16 : 0, mode === "hello" ? 60_000 : 65_535, true);
     idle = values.idle === undefined ? undefined : numberOption("idle", values.idle, 1000, 1, 100_000, true);
+    workers = numberOption("workers", values.workers, 1, 1, 256, true);
+    if (workers > 1 && serverKind !== "tlvkit") throw new UsageError("--workers needs --server tlvkit");
+    if (workers > 1 && idle !== undefined) throw new UsageError("--idle reads one process's RSS: use it without --workers");
     options = {
       host: values.host ?? "127.0.0.1",
       port: numberOption("port", values.port, 10086, 1, 65535, true),
@@ -1028,15 +1039,18 @@ async function main(): Promise<number> {
       if (found.path !== undefined) native = found.path;
       else console.error(`bench: ${found.reason}; using the JavaScript generator`);
     }
-    const pin = serverKind !== undefined && !values["no-pin"] && canPin();
+    // Workers are meant to spread over every core: nothing is pinned then.
+    const pin = serverKind !== undefined && !values["no-pin"] && workers === 1 && canPin();
     if (serverKind !== undefined) {
       const runtime = serverRuntime ?? detectRuntime();
-      server = await startServer(serverKind, runtime, pin ? 1 : undefined);
+      server = await startServer(serverKind, runtime, pin ? 1 : undefined, workers);
       if (pin && native === undefined && !pinSelf(0)) console.error("bench: could not pin the generator to CPU 0; figures are noisier");
       options.host = server.host;
       options.port = server.port;
-      options.serverPid = server.pid;
-      target = `${serverKind} on ${runtime} (pid ${server.pid}${server.cpu !== undefined ? `, CPU ${server.cpu}; generator on CPU 0` : ", not pinned"})`;
+      // With workers, the process started is the supervisor, whose CPU and RSS say nothing of the serving.
+      options.serverPid = workers === 1 ? server.pid : undefined;
+      target = `${serverKind} on ${runtime} (pid ${server.pid}${workers > 1 ? `, ${workers} workers` : ""}` +
+        `${server.cpu !== undefined ? `, CPU ${server.cpu}; generator on CPU 0` : ", not pinned"})`;
       await sleep(300); // let the server finish starting up before anything is measured
     }
     if (idle !== undefined) {

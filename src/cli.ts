@@ -93,6 +93,9 @@ process.on("unhandledRejection", reportEscaped);
 // this file bundled as CommonJS, where it is a syntax error.
 void main(process.argv.slice(2)).then((status) => {
   process.exitCode = status;
+  // A node:cluster worker (serve --workers on Node) holds an IPC channel to its
+  // supervisor, which would keep it running: let go of it.
+  if (process.connected) process.disconnect?.();
   // End by letting the event loop run dry rather than with process.exit(), which
   // drops output a slow reader has not taken yet (Bun even reports no backlog to
   // wait for). Should anything still hold the loop, exit anyway after 5 s.

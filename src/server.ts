@@ -48,6 +48,18 @@ export interface ServerOptions extends FrameLayoutOptions, SessionOptions {
    * @default {10086}
    */
   port?: number;
+  /**
+   * Share the port with other servers that set it, so that several processes
+   * (one per core) serve one port: `SO_REUSEPORT` on Deno (Linux, with
+   * `--unstable-net`) and Bun, where the kernel spreads new connections over
+   * the listeners; on Node, only in a `node:cluster` worker (the primary
+   * accepts and hands connections out in turn), or on Node 22.12 and later.
+   * Each server keeps its own sessions: `sessions`, `push` and `broadcast`
+   * reach only the connections this process accepted. `serve --workers N`
+   * starts and supervises such processes.
+   * @default {false}
+   */
+  reusePort?: boolean;
   /** Routes frames to handlers. Handlers can also be added with `server.handle`. */
   router?: Router;
   /**
@@ -258,7 +270,9 @@ export class Server {
   }
 
   /**
-   * Push a frame to every open session.
+   * Push a frame to every open session of this server. With `reusePort`
+   * (`serve --workers`), that is the sessions this process accepted, not those
+   * of the other processes sharing the port.
    *
    * @param id Message id.
    * @param body Body bytes or text (encoded once for all sessions).
@@ -312,6 +326,7 @@ export class Server {
     this.#listener = await transport.listen({
       host,
       port,
+      reusePort: this.#options.reusePort ?? false,
       onAcceptError: (error) => {
         this.#acceptErrorLog.log(this.#sessionOptions.clock.now(), (line) => this.#logger.error(line), `${error.message}; still accepting`);
         this.#reportError(error, {});

@@ -55,7 +55,7 @@ describe(`command line on ${BINARY ?? RUNTIME}`, () => {
     assert.match(top.stdout, /serve/);
     const serve = await runToEnd([...CLI, "serve", "--help"]);
     assert.equal(serve.code, 0);
-    for (const option of ["--host", "--port", "--max-body", "--drain-timeout", "--log-level", "--id-bytes", "--length-bytes", "--little-endian"]) {
+    for (const option of ["--host", "--port", "--max-body", "--drain-timeout", "--workers", "--log-level", "--id-bytes", "--length-bytes", "--little-endian"]) {
       assert.ok(serve.stdout.includes(option), `serve --help lists ${option}`);
     }
     const send = await runToEnd([...CLI, "send", "--help"]);
@@ -76,6 +76,8 @@ describe(`command line on ${BINARY ?? RUNTIME}`, () => {
     [["serve", "--log-level", "loud"], /^tlvkit serve: --log-level must be one of error, warn, info, debug, got "loud"/],
     [["serve", "--id-bytes", "3"], /^tlvkit serve: --id-bytes must be one of 0, 1, 2, 4, got "3"/],
     [["serve", "--drain-timeout", "soon"], /^tlvkit serve: --drain-timeout must be a number of seconds/],
+    [["serve", "--workers", "1.5"], /^tlvkit serve: --workers must be an integer from 0 to 256, got "1.5"/],
+    [["serve", "--workers", "-1"], /^tlvkit serve: option --workers needs a value; write --workers=VALUE for one that starts with "-"/],
     [["serve", "extra"], /^tlvkit serve: unexpected argument "extra"/],
     [["send", "--data", "a", "--hex", "00"], /^tlvkit send: use only one of --data, --json, --hex/],
     [["send", "--hex", "xyz"], /^tlvkit send: --hex must be pairs of hex digits/],

@@ -9,11 +9,17 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** Files allowed to touch a runtime: the transport adapters and their structural types. */
 const RUNTIME_FILES = /^src\/transport\/(node|deno|bun|_deno_types|_bun_types)\.ts$/;
 
+/** The command line may also start processes (serve --workers): it is a program, not the library. */
+const PROCESS_FILES = /^src\/(cli\.ts|cli\/)/;
+const PROCESS_USES = new Set(["node:cluster", "node:child_process"]);
+
 /** Uses of a runtime's own API that shared code must not make. */
 const RUNTIME_USES: Array<[string, RegExp]> = [
   ["the Deno global", /\bDeno\s*\./],
   ["the Bun global", /\bBun\s*\./],
   ["node:net", /["']node:net["']/],
+  ["node:cluster", /["']node:cluster["']/],
+  ["node:child_process", /["']node:child_process["']/],
   ["the process global", /(?<![.\w])process\s*\./],
   ["require()", /\brequire\s*\(/],
 ];
@@ -39,6 +45,7 @@ function offencesIn(file: string, source: string): string[] {
     if (/^\s*\*/.test(code)) return; // JSDoc prose and examples
     for (const [what, pattern] of RUNTIME_USES) {
       if (what === "the process global" && importsProcess) continue;
+      if (PROCESS_USES.has(what) && PROCESS_FILES.test(file)) continue;
       if (pattern.test(code)) offences.push(`${file}:${index + 1} uses ${what}: ${line.trim()}`);
     }
   });
@@ -60,5 +67,7 @@ describe("portability", () => {
     assert.equal(offencesIn("src/session.ts", "process.exit(1);").length, 1);
     assert.equal(offencesIn("src/cli.ts", 'import process from "node:process";\nprocess.exit(1);').length, 0);
     assert.equal(offencesIn("src/transport/deno.ts", "Deno.listen({ port: 1 });").length, 0);
+    assert.equal(offencesIn("src/server.ts", 'import cluster from "node:cluster";').length, 1);
+    assert.equal(offencesIn("src/cli/workers.ts", 'import cluster from "node:cluster";').length, 0);
   });
 });

@@ -116,7 +116,11 @@ export function parseArgsError(error: unknown, command: string): UsageError {
   const hint = `see tlvkit ${command} --help`;
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option) return new UsageError(`unknown option ${option} (${hint})`);
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option) {
-    return new UsageError(/argument missing/.test(message) ? `option ${option.split(" ")[0]} needs a value (${hint})` : `option ${option.split(" ")[0]} takes no value (${hint})`);
+    const name = option.split(" ")[0]!;
+    if (/argument missing/.test(message)) return new UsageError(`option ${name} needs a value (${hint})`);
+    // "--port -1": parseArgs will not take a value that starts with a dash unless it follows "=".
+    if (/ambiguous/.test(message)) return new UsageError(`option ${name} needs a value; write ${name}=VALUE for one that starts with "-" (${hint})`);
+    return new UsageError(`option ${name} takes no value (${hint})`);
   }
   if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
     const arg = /'([^']*)'/.exec(message)?.[1];

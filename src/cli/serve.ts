@@ -4,9 +4,10 @@
  * @module
  */
 
+import { availableParallelism } from "node:os";
 import process from "node:process";
 import { createBundledApp } from "../bundled_app.ts";
-import { createLogger, LOG_LEVELS, type LogLevel } from "../logger.ts";
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../logger.ts";
 import { serve } from "../server.ts";
 import { formatHostPort } from "../transport/_socket_address.ts";
 import { detectRuntime } from "../transport/detect.ts";
@@ -24,6 +25,8 @@ import {
   answeredHelpOrVersion,
   UsageError,
 } from "./options.ts";
+import { onStopSignals } from "./stop_signals.ts";
+import { MAX_WORKERS, superviseWorkers } from "./workers.ts";
 
 /** `serve --help`. */
 export const SERVE_HELP = `Usage: tlvkit serve [options]
@@ -47,6 +50,9 @@ Options:                                                                        
   --low-water-mark N   unsent bytes below which it reads again                     [32768]
   --hard-limit N       unsent bytes past which a push (not a reply) closes the
                        session with slow-consumer                                  [1048576]
+  --workers N          processes sharing the port (0 = one per core); each has
+                       its own sessions. SO_REUSEPORT on Deno and Bun (Linux;
+                       Deno also needs --allow-run), node:cluster on Node          [1]
   --log-level L        error, warn, info or debug                                  [info]
 ${LAYOUT_HELP}
 ${STANDARD_HELP}
@@ -63,12 +69,25 @@ const SERVE_OPTIONS = {
   "low-water-mark": { type: "string" },
   "hard-limit": { type: "string" },
   "log-level": { type: "string" },
+  workers: { type: "string" },
+  // Set by the supervisor on the processes it starts; not for people.
+  "internal-worker": { type: "boolean" },
   ...LAYOUT_OPTIONS,
   ...STANDARD_OPTIONS,
 } as const;
 
 function writeLine(stream: NodeJS.WriteStream, line: string): void {
   stream.write(`${line}\n`);
+}
+
+/** A logger whose every message starts with `prefix`. */
+function prefixed(logger: Logger, prefix: string): Logger {
+  return {
+    error: (message) => logger.error(prefix + message),
+    warn: (message) => logger.warn(prefix + message),
+    info: (message) => logger.info(prefix + message),
+    debug: (message) => logger.debug(prefix + message),
+  };
 }
 
 /**
@@ -83,6 +102,7 @@ export async function runServe(args: string[]): Promise<number> {
   const layout = layoutFromFlags(values);
   const host = values.host ?? "127.0.0.1";
   const port = integerOption("port", values.port, 0, 65535) ?? 10086;
+  const workersAsked = integerOption("workers", values.workers, 0, MAX_WORKERS) ?? 1;
   const drainTimeout = secondsOption("drain-timeout", values["drain-timeout"]) ?? 5000;
   const idleTimeout = secondsOption("idle-timeout", values["idle-timeout"]) ?? 0;
   const frameTimeout = secondsOption("frame-timeout", values["frame-timeout"]) ?? 30_000;
@@ -95,12 +115,21 @@ export async function runServe(args: string[]): Promise<number> {
   }
   if (hardLimit < highWaterMark) throw new UsageError(`--hard-limit ${hardLimit} is below --high-water-mark ${highWaterMark}`);
   const level: LogLevel = choiceOption("log-level", values["log-level"], LOG_LEVELS) ?? "info";
-  const logger = createLogger(level, (line) => writeLine(process.stderr, line));
+  const stderrLogger = createLogger(level, (line) => writeLine(process.stderr, line));
+
+  const isWorker = values["internal-worker"] === true;
+  const workers = workersAsked === 0 ? coreCount() : workersAsked;
+  if (!isWorker && workers > 1) {
+    return await superviseWorkers({ workers, host, port, drainTimeout, args, logger: stderrLogger });
+  }
+  const logger = isWorker ? prefixed(stderrLogger, `worker ${process.pid}: `) : stderrLogger;
 
   const app = createBundledApp(layout);
+  let served = 0;
   const server = await serve({
     host,
     port,
+    reusePort: isWorker,
     idBytes: layout.idBytes,
     lengthBytes: layout.lengthBytes,
     byteOrder: layout.byteOrder,
@@ -113,6 +142,9 @@ export async function runServe(args: string[]): Promise<number> {
     hardLimit,
     router: app.router,
     onError: app.onError,
+    onSessionOpen: () => {
+      served++;
+    },
     logger,
   });
   const address = formatHostPort(server.address.host, server.address.port);
@@ -120,32 +152,61 @@ export async function runServe(args: string[]): Promise<number> {
   // a supervisor sees "listening on" is always handled.
   const stopped = new Promise<number>((resolve) => {
     let stopping = false;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        logger.warn(`received ${signal} again: exiting at once`);
-        process.exit(signal === "SIGINT" ? 130 : 143);
-      }
+    const stop = (why: string): void => {
+      if (stopping) return;
       stopping = true;
-      logger.info(`received ${signal}: draining ${server.sessions.size} session(s), up to ${drainTimeout / 1000} s`);
+      logger.info(`${why}: draining ${server.sessions.size} session(s), up to ${drainTimeout / 1000} s`);
       server.close({ drainTimeout }).then(() => {
-        logger.info("stopped");
-        // Listeners would keep the process alive on Deno; a signal from now on
-        // ends it the default way.
-        process.off("SIGINT", onSignal);
-        process.off("SIGTERM", onSignal);
+        logger.info(`stopped (served ${served} session(s))`);
+        // A worker keeps its handlers, so that a late SIGTERM cannot kill it,
+        // and exits below; elsewhere they would keep the process alive on Deno.
+        if (!isWorker) removeSignalHandlers();
         resolve(0);
       }, (error: unknown) => {
         logger.error(`shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
         resolve(1);
       });
     };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
+    // A worker leaves Ctrl-C to its supervisor, which stops it with SIGTERM.
+    const removeSignalHandlers = onStopSignals(logger, (signal) => stop(`received ${signal}`), { ignoreInterrupt: isWorker });
+    if (isWorker) watchSupervisor(() => stop("input closed (supervisor stopping or gone)"));
   });
   logger.info(
     `tlvkit ${VERSION} on ${detectRuntime()}: serving on ${address} (max body ${layout.maxBody}, ` +
       `${layout.idBytes}-byte ids, ${layout.lengthBytes}-byte lengths, ${layout.byteOrder}-endian)`,
   );
   writeLine(process.stdout, `listening on ${address}`);
-  return await stopped;
+  const status = await stopped;
+  // Its standard output is a pipe the supervisor reads, its logs a line each:
+  // nothing is lost by exiting at once.
+  if (isWorker) process.exit(status);
+  return status;
+}
+
+/** How many workers `--workers 0` means: one per core this process may use. */
+function coreCount(): number {
+  try {
+    return availableParallelism();
+  } catch {
+    // A runtime without it: the web's count, where there is one.
+    return (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
+  }
+}
+
+/**
+ * In a worker: stop when standard input ends. The supervisor holds its write
+ * end and closes it to stop the worker; the kernel closes it when the
+ * supervisor dies however it dies, so no worker outlives its supervisor.
+ */
+function watchSupervisor(stop: () => void): void {
+  let stopping = false;
+  const once = (): void => {
+    if (stopping) return;
+    stopping = true;
+    stop();
+  };
+  process.stdin.on("end", once);
+  process.stdin.on("close", once);
+  process.stdin.on("error", once);
+  process.stdin.resume();
 }

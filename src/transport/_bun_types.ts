@@ -63,6 +63,8 @@ export interface BunListenOptions<Data> {
   allowHalfOpen?: boolean;
   /** Bind without `SO_REUSEPORT`. */
   exclusive?: boolean;
+  /** Bind with `SO_REUSEPORT`, so that other listeners can share the port (Linux balances between them). */
+  reusePort?: boolean;
   socket: BunSocketHandler<Data>;
 }
 

@@ -57,6 +57,8 @@ export interface DenoListenOptions {
   port: number;
   /** Always `"tcp"` here. */
   transport: "tcp";
+  /** Bind with `SO_REUSEPORT` (Linux). Unstable: without `--unstable-net` Deno exits the process (status 70). */
+  reusePort?: boolean;
 }
 
 /** Options of Deno's `connect` as used here. */
@@ -77,6 +79,20 @@ export interface DenoNetPermissionDescriptor {
   host: string;
 }
 
+/** A permission descriptor for reading the environment (Deno's `EnvPermissionDescriptor`). */
+export interface DenoEnvPermissionDescriptor {
+  /** Always `"env"` here. */
+  name: "env";
+}
+
+/** A permission descriptor for starting programs (Deno's `RunPermissionDescriptor`). */
+export interface DenoRunPermissionDescriptor {
+  /** Always `"run"` here. */
+  name: "run";
+  /** The program, by path. */
+  command: string;
+}
+
 /** The state of a permission (Deno's `PermissionStatus`). */
 export interface DenoPermissionStatus {
   /** `"granted"`, `"denied"` or `"prompt"` (asking would prompt the user). */
@@ -92,6 +108,14 @@ export interface DenoApi {
   /** Permission queries; absent on runtimes that only emulate parts of the API. */
   readonly permissions?: {
     /** Query a permission's state without prompting. */
-    querySync?(descriptor: DenoNetPermissionDescriptor): DenoPermissionStatus;
+    querySync?(
+      descriptor: DenoNetPermissionDescriptor | DenoRunPermissionDescriptor | DenoEnvPermissionDescriptor,
+    ): DenoPermissionStatus;
   };
+  /** The path of the running `deno` executable. */
+  execPath?(): string;
+  /** Present only with `--unstable-net`: its presence tells that the flag is on. */
+  readonly listenDatagram?: unknown;
+  /** Facts about the build; `os` is `"linux"`, `"darwin"`, `"windows"`... */
+  readonly build?: { readonly os: string };
 }

@@ -51,6 +51,7 @@
  * @module
  */
 
+import process from "node:process";
 import type { BunApi, BunSocket, BunSocketHandler, BunTcpListener } from "./_bun_types.ts";
 import { socketAddress } from "./_socket_address.ts";
 import { errorCode, socketError, type SocketError } from "./_socket_error.ts";
@@ -62,6 +63,7 @@ import type {
   ListenOptions,
   SocketAddress,
   Transport,
+  WorkerSupport,
 } from "./types.ts";
 
 const bun = (globalThis as unknown as { Bun?: BunApi }).Bun;
@@ -473,7 +475,8 @@ export const bunTransport: Transport = {
         hostname: host,
         port,
         allowHalfOpen: true,
-        exclusive: true,
+        exclusive: options.reusePort !== true,
+        reusePort: options.reusePort === true,
         socket: handlers,
       });
     } catch (error) {
@@ -482,6 +485,13 @@ export const bunTransport: Transport = {
     const listener = new BunListener(server, host);
     localHost = listener.address.host;
     return Promise.resolve(listener);
+  },
+
+  workerSupport(): WorkerSupport {
+    // Elsewhere SO_REUSEPORT either does not exist or does not balance (macOS
+    // hands every connection to one listener).
+    if (process.platform !== "linux") return { problem: `Bun balances a shared port (reusePort) only on Linux, not on ${process.platform}` };
+    return { mode: "reuse-port" };
   },
 
   async connect(options: ConnectOptions): Promise<Connection> {

@@ -66,6 +66,7 @@ import type {
   ListenOptions,
   SocketAddress,
   Transport,
+  WorkerSupport,
 } from "./types.ts";
 
 const maybeDeno = (globalThis as unknown as { Deno?: DenoApi }).Deno;
@@ -583,12 +584,36 @@ export const denoTransport: Transport = {
     } catch (error) {
       return Promise.reject(error);
     }
+    const reusePort = options.reusePort === true;
+    if (reusePort && deno.listenDatagram === undefined) {
+      // Deno would exit the process (status 70) rather than throw.
+      const why = new Error('reusePort needs --unstable-net (or "unstable": ["net"] in deno.json)');
+      return Promise.reject(socketError("listen on", host, port, "ENOTSUP", why));
+    }
     try {
-      listener = deno.listen({ hostname: host, port, transport: "tcp" });
+      listener = deno.listen(reusePort ? { hostname: host, port, transport: "tcp", reusePort } : { hostname: host, port, transport: "tcp" });
     } catch (error) {
       return Promise.reject(operationError("listen on", host, port, error));
     }
     return Promise.resolve(new DenoListenerAdapter(listener, options, onConnection));
+  },
+
+  workerSupport(): WorkerSupport {
+    const os = deno.build?.os ?? "unknown";
+    if (os !== "linux") return { problem: `Deno shares a port between processes (reusePort) only on Linux, not on ${os}` };
+    // Starting a process through node:child_process reads the environment too.
+    let granted = true;
+    try {
+      const query = deno.permissions?.querySync;
+      const command = deno.execPath?.();
+      if (query !== undefined && command !== undefined) {
+        granted = query({ name: "run", command }).state === "granted" && query({ name: "env" }).state === "granted";
+      }
+    } catch {
+      // No way to ask: let starting the workers report it.
+    }
+    if (!granted) return { problem: "starting worker processes needs --allow-run and --allow-env under Deno" };
+    return { mode: "reuse-port" };
   },
 
   async connect(options: ConnectOptions): Promise<Connection> {

@@ -12,7 +12,9 @@
  * @module
  */
 
+import cluster from "node:cluster";
 import * as net from "node:net";
+import process from "node:process";
 import { socketAddress } from "./_socket_address.ts";
 import { errorCode, socketError } from "./_socket_error.ts";
 import type {
@@ -23,7 +25,14 @@ import type {
   ListenOptions,
   SocketAddress,
   Transport,
+  WorkerSupport,
 } from "./types.ts";
+
+/** Node 22.12 and 23.1 brought `reusePort` to `net.Server.listen`. */
+function hasReusePort(): boolean {
+  const [major = 0, minor = 0] = process.versions.node.split(".").map(Number);
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+}
 
 class NodeConnection implements Connection {
   readonly remote: SocketAddress;
@@ -145,6 +154,13 @@ export const nodeTransport: Transport = {
 
   listen(options: ListenOptions, onConnection: (connection: Connection) => void): Promise<Listener> {
     const { host, port } = options;
+    // In a cluster worker a shared listen goes through the primary, which
+    // accepts and hands connections to the workers round-robin.
+    const shared = options.reusePort === true;
+    if (shared && !cluster.isWorker && !hasReusePort()) {
+      const why = `reusePort needs Node 22.12 or later, or a node:cluster worker (this is Node ${process.versions.node})`;
+      return Promise.reject(socketError("listen on", host, port, "ENOTSUP", new Error(why)));
+    }
     return new Promise((resolve, reject) => {
       const server = net.createServer({ allowHalfOpen: true }, (socket) => {
         onConnection(new NodeConnection(socket));
@@ -153,7 +169,9 @@ export const nodeTransport: Transport = {
         reject(socketError("listen on", host, port, errorCode(error), error));
       };
       server.once("error", onStartError);
-      server.listen({ host, port, exclusive: true }, () => {
+      const listenOptions: net.ListenOptions & { reusePort?: boolean } = { host, port, exclusive: !shared };
+      if (shared && !cluster.isWorker) listenOptions.reusePort = true;
+      server.listen(listenOptions, () => {
         server.off("error", onStartError);
         server.on("error", (error: Error) => {
           // Accept failures (EMFILE, ...) arrive here; the server keeps listening.
@@ -162,6 +180,11 @@ export const nodeTransport: Transport = {
         resolve(new NodeListener(server));
       });
     });
+  },
+
+  workerSupport(): WorkerSupport {
+    // node:cluster on every Node version: the primary accepts and balances.
+    return { mode: "cluster" };
   },
 
   connect(options: ConnectOptions): Promise<Connection> {

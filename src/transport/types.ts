@@ -103,7 +103,25 @@ export interface ListenOptions {
    * The listener keeps accepting.
    */
   onAcceptError?: (error: Error) => void;
+  /**
+   * Share the port with other listeners that ask for it too, in this process or
+   * others (`serve --workers`): `SO_REUSEPORT` on Deno (Linux; needs
+   * `--unstable-net`) and Bun, where the kernel spreads new connections over
+   * the listeners; on Node only inside a `node:cluster` worker, where the
+   * cluster primary accepts and hands connections to the workers in turn
+   * (Node 20 has no `SO_REUSEPORT`). Off, a port in use is an error.
+   * @default {false}
+   */
+  reusePort?: boolean;
 }
+
+/**
+ * How this runtime runs several server processes on one port (see
+ * {@link Transport.workerSupport}): `"reuse-port"` (each process binds with
+ * `SO_REUSEPORT`) or `"cluster"` (a `node:cluster` primary accepts); or, when
+ * it cannot, `problem`, a sentence saying why and what would help.
+ */
+export type WorkerSupport = { mode: "reuse-port" | "cluster" } | { problem: string };
 
 /** Options for {@link Transport.connect}. */
 export interface ConnectOptions {
@@ -134,4 +152,9 @@ export interface Transport {
    * @throws {Error} With `code` (`ECONNREFUSED`, ...) and a message naming host:port.
    */
   connect(options: ConnectOptions): Promise<Connection>;
+  /**
+   * Whether and how processes can share a port here (`serve --workers`).
+   * Absent on adapters that do not say: treated as unsupported.
+   */
+  workerSupport?(): WorkerSupport;
 }
