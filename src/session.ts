@@ -215,7 +215,7 @@ let nextSessionId = 1;
  * as it needs; a region the OS took whole during `write` is reclaimed, so on
  * Node and Bun every flush in steady state reuses the same bytes.
  */
-const outputSlab = new ByteSlab(256 * 1024, 64 * 1024);
+const outputSlab = new ByteSlab(64 * 1024, 32 * 1024);
 
 /** Replies of one request, held back until every earlier request is done. */
 class ReplySlot {
