@@ -44,6 +44,22 @@ export class ByteSlab {
   }
 
   /**
+   * Keep only the first `length` bytes of `region`, the last one
+   * {@link ByteSlab.take} returned, and give the rest back: for callers that
+   * take the most they could need, then learn how much they used.
+   *
+   * @returns The region's first `length` bytes.
+   */
+  trim(region: Uint8Array, length: number): Uint8Array {
+    const slab = this.#slab;
+    if (region.buffer === slab.buffer) {
+      const start = region.byteOffset - slab.byteOffset;
+      if (start + ((region.length + 7) & ~7) === this.#offset) this.#offset = start + ((length + 7) & ~7);
+    }
+    return region.subarray(0, length);
+  }
+
+  /**
    * Give back `region`, the last one {@link ByteSlab.take} returned, because
    * nothing refers to it any more: the next `take` reuses its bytes. Anything
    * else (an older region, a buffer of its own) is left to the garbage

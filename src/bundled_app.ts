@@ -10,6 +10,7 @@ import type { FrameLayout } from "./frame_layout.ts";
 import { Router } from "./router.ts";
 import type { Request } from "./session.ts";
 import type { ErrorContext } from "./server.ts";
+import { encodeUtf8 } from "./_utf8.ts";
 
 /** Message id of HELLO requests. */
 export const HELLO_ID = 1001;
@@ -18,7 +19,6 @@ export const ERROR_ID = 65535;
 /** Prefix the server puts before a HELLO's `data`. */
 export const HELLO_REPLY_PREFIX = "server has received msg, msg data is ";
 
-const utf8 = new TextEncoder();
 
 /** Raised inside the HELLO handler for a request that is not a valid HELLO. */
 class BadHelloError extends Error {
@@ -38,8 +38,8 @@ export interface BundledApp {
 
 function replyError(request: Request, layout: FrameLayout, reason: string): void {
   const errorId = Math.min(ERROR_ID, layout.maxId);
-  let body = utf8.encode(JSON.stringify({ error: reason, msgId: request.id }));
-  if (body.length > layout.maxBody) body = utf8.encode(JSON.stringify({ error: "error", msgId: request.id }));
+  let body = encodeUtf8(JSON.stringify({ error: reason, msgId: request.id }));
+  if (body.length > layout.maxBody) body = encodeUtf8(JSON.stringify({ error: "error", msgId: request.id }));
   if (body.length > layout.maxBody) body = new Uint8Array(0);
   request.reply(body, errorId);
 }
@@ -75,12 +75,20 @@ function hello(request: Request, layout: FrameLayout): void {
   // Same object, other fields kept in order, data replaced. An "error" field is
   // dropped: a HELLO reply never has one, so that replies on id 65535 stay
   // distinguishable from ERROR frames.
-  const reply: Record<string, unknown> = {};
-  for (const key of Object.keys(fields)) {
-    if (key === "error") continue;
-    reply[key] = key === "data" ? HELLO_REPLY_PREFIX + data : fields[key];
+  const keys = Object.keys(fields);
+  let replyText: string;
+  if (keys.length === 2 && keys[0] === "id" && keys[1] === "data") {
+    // The usual greeting: the same JSON.stringify would give, without building an object.
+    replyText = `{"id":${id},"data":${JSON.stringify(HELLO_REPLY_PREFIX + data)}}`;
+  } else {
+    const reply: Record<string, unknown> = {};
+    for (const key of keys) {
+      if (key === "error") continue;
+      reply[key] = key === "data" ? HELLO_REPLY_PREFIX + data : fields[key];
+    }
+    replyText = JSON.stringify(reply);
   }
-  const body = utf8.encode(JSON.stringify(reply));
+  const body = encodeUtf8(replyText);
   if (body.length > layout.maxBody) {
     throw new BadHelloError(`HELLO reply would be ${body.length} bytes, over the limit of ${layout.maxBody}`);
   }

@@ -19,8 +19,8 @@ import {
 import { formatHostPort } from "./transport/_socket_address.ts";
 import { loadTransport } from "./transport/detect.ts";
 import type { RuntimeName, SocketAddress, Transport } from "./transport/types.ts";
+import { encodeUtf8 } from "./_utf8.ts";
 
-const utf8 = new TextEncoder();
 
 /** Options of {@link connect}. Layout options must match the server's. */
 export interface ClientOptions extends FrameLayoutOptions, Omit<SessionOptions, "hardLimit" | "maxPendingRequests"> {
@@ -275,7 +275,7 @@ export class Client implements AsyncIterable<Frame> {
    * ```
    */
   send(id: number, body: Uint8Array | string): boolean {
-    const bytes = typeof body === "string" ? utf8.encode(body) : body;
+    const bytes = typeof body === "string" ? encodeUtf8(body) : body;
     if (this.#session.state !== "open") {
       throw new Error(`Cannot send: connection to ${formatHostPort(this.remote.host, this.remote.port)} is ${this.#session.state}`);
     }

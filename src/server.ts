@@ -22,8 +22,8 @@ import {
 import { formatHostPort } from "./transport/_socket_address.ts";
 import { loadTransport } from "./transport/detect.ts";
 import type { Connection, Listener, RuntimeName, SocketAddress, Transport } from "./transport/types.ts";
+import { encodeUtf8 } from "./_utf8.ts";
 
-const utf8 = new TextEncoder();
 
 /** Where an error happened, as far as known. */
 export interface ErrorContext {
@@ -286,7 +286,7 @@ export class Server {
    * ```
    */
   broadcast(id: number, body: Uint8Array | string): number {
-    const bytes = typeof body === "string" ? utf8.encode(body) : body;
+    const bytes = typeof body === "string" ? encodeUtf8(body) : body;
     let count = 0;
     for (const session of [...this.#sessions.values()]) {
       if (session.send(id, bytes)) count++;

@@ -13,6 +13,7 @@ import { ByteSlab } from "./_byte_slab.ts";
 import { FrameEncoder } from "./frame_encoder.ts";
 import type { FrameLayout } from "./frame_layout.ts";
 import type { Connection, SocketAddress } from "./transport/types.ts";
+import { encodeUtf8 } from "./_utf8.ts";
 
 /** Flow-control and lifetime options of a session. */
 export interface SessionOptions {
@@ -204,7 +205,6 @@ const CLOSING = 1;
 const CLOSED = 2;
 const STATE_NAMES: readonly SessionState[] = ["open", "closing", "closed"];
 
-const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 let nextSessionId = 1;
@@ -238,7 +238,7 @@ class SessionRequest implements Request {
   }
 
   reply(body: Uint8Array | string, id: number = this.id): boolean {
-    return this.session.replyTo(this, id, typeof body === "string" ? utf8.encode(body) : body);
+    return this.session.replyTo(this, id, typeof body === "string" ? encodeUtf8(body) : body);
   }
 
   text(): string {
@@ -421,7 +421,7 @@ export class TransportSession implements Session {
   }
 
   send(id: number, body: Uint8Array | string): boolean {
-    const bytes = typeof body === "string" ? utf8.encode(body) : body;
+    const bytes = typeof body === "string" ? encodeUtf8(body) : body;
     this.#check(id, bytes);
     if (this.#state !== OPEN) return false;
     if (this.queuedBytes + this.#headerSize + bytes.length > this.#options.hardLimit) {

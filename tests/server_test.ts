@@ -79,6 +79,20 @@ describe("serve with the bundled application", () => {
     }));
   });
 
+  it("answers a plain {id, data} HELLO exactly as JSON.stringify would, whatever the data holds", async () => {
+    const server = await bundled();
+    const c = await client(server);
+    const datas = ["", 'quote " backslash \\ slash /', "tab\tnewline\n\u0001", "héllo wörld ✓ 😀", "\u2028\u2029", "x".repeat(5000)];
+    for (const [i, data] of datas.entries()) {
+      for (const request of [{ id: i, data }, { data, id: i }]) {
+        const reply = await c.request(1001, JSON.stringify(request));
+        assert.equal(reply.id, i);
+        const expected = Object.fromEntries(Object.entries(request).map(([k, v]) => [k, k === "data" ? `server has received msg, msg data is ${v}` : v]));
+        assert.equal(text.decode(reply.body), JSON.stringify(expected), `reply to ${JSON.stringify(request).slice(0, 60)}`);
+      }
+    }
+  });
+
   it("answers a HELLO whose id is 65535 on frame 65535 without an error field", async () => {
     const server = await bundled();
     const c = await client(server);
