@@ -162,6 +162,25 @@ async function testBinary(binary: Binary, how: StartOptions): Promise<void> {
   } finally {
     peer.conn.abort();
   }
+
+  await check(binary, "serve --workers 2: one listening line, replies, SIGTERM drains both workers and exits 0", async () => {
+    const supervisor = start([bin, "serve", "--workers", "2", "--port", "0"], how);
+    try {
+      const workersPort = Number((await supervisor.waitFor(LISTENING, 30_000))[1]);
+      for (let i = 0; i < 4; i++) {
+        const reply = await run("send", "--port", String(workersPort), "--json", `{"id":${i},"data":"w"}`);
+        assert.equal(reply.code, 0, `send ${i} (stderr: ${reply.stderr.trim()})`);
+      }
+      supervisor.kill("SIGTERM");
+      const { code } = await within(supervisor.exited, 15_000, "exit after SIGTERM");
+      assert.equal(code, 0, `exit status (stderr: ${supervisor.stderr.trim().split("\n").slice(-2).join(" / ")})`);
+      assert.equal(supervisor.stdout, `listening on 127.0.0.1:${workersPort}\n`, "one ready line");
+      const served = [...supervisor.stderr.matchAll(/worker \S+: stopped/g)].length;
+      assert.equal(served, 2, "both workers reported stopping");
+    } finally {
+      supervisor.kill("SIGKILL");
+    }
+  });
 }
 
 async function main(): Promise<number> {

@@ -91,7 +91,18 @@ process.on("unhandledRejection", reportEscaped);
 
 // No top-level await: the Node single executable (`npm run build:bin`) runs
 // this file bundled as CommonJS, where it is a syntax error.
-void main(process.argv.slice(2)).then((status) => {
+/**
+ * The command-line arguments. In a Node single executable `argv[1]` is the
+ * executable itself, and node:cluster (serve --workers) starts a worker as
+ * `<executable> <entry> ...` with the entry being that same executable: drop
+ * the repeat, which is never a command.
+ */
+function commandLine(): string[] {
+  const args = process.argv.slice(2);
+  return args[0] === process.execPath && process.argv[1] === process.execPath ? args.slice(1) : args;
+}
+
+void main(commandLine()).then((status) => {
   process.exitCode = status;
   // A node:cluster worker (serve --workers on Node) holds an IPC channel to its
   // supervisor, which would keep it running: let go of it.
