@@ -1,6 +1,7 @@
 /**
- * The project's test command: type-check with `tsc` and `deno check`, then run
- * the one suite in `tests/` on Node, Deno and Bun, one after another. Prints
+ * The project's test command: type-check with `tsc` and `deno check`, check
+ * that the generated worker bundle is fresh, then run the one suite in
+ * `tests/` on Node, Deno and Bun, one after another. Prints
  * each tool's own output, then one summary line per step, and exits non-zero
  * if any step failed or a runtime ran no test.
  *
@@ -168,6 +169,8 @@ async function main(): Promise<void> {
   if (!parsed.values["no-check"]) {
     results.push(await step("tsc", tool("tsc"), ["--noEmit", "-p", "."]));
     results.push(await step("deno check", tool("deno"), ["check", "mod.ts", "src/", "tests/", "scripts/"]));
+    // The worker-thread bundle (serve --workers on Deno) matches the sources.
+    results.push(await step("worker bundle", "node", ["--import", "tsx", "scripts/build-thread-worker.ts", "--check"]));
     // Every public symbol documented.
     results.push(await step("doc lint", tool("deno"), ["doc", "--lint", "mod.ts"]));
     // Every @example in the public API's JSDoc must type-check and run.

@@ -157,8 +157,11 @@ export function parseCommandArgs<const O extends NonNullable<ParseArgsConfig["op
   args: string[],
   options: O,
 ) {
+  // `deno task start -- --workers 2` passes the `--` on (npm strips it): no
+  // command takes positionals, so a leading one ends nothing.
+  const given = args[0] === "--" ? args.slice(1) : args;
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+    return parseArgs({ args: given, options, strict: true, allowPositionals: false }).values;
   } catch (error) {
     throw parseArgsError(error, command);
   }

@@ -6,27 +6,11 @@
 
 import { availableParallelism } from "node:os";
 import process from "node:process";
-import { createBundledApp } from "../bundled_app.ts";
-import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../logger.ts";
-import { serve } from "../server.ts";
-import { formatHostPort } from "../transport/_socket_address.ts";
-import { detectRuntime } from "../transport/detect.ts";
-import { VERSION } from "../version.ts";
-import {
-  choiceOption,
-  integerOption,
-  LAYOUT_HELP,
-  LAYOUT_OPTIONS,
-  layoutFromFlags,
-  parseCommandArgs,
-  secondsOption,
-  STANDARD_HELP,
-  STANDARD_OPTIONS,
-  answeredHelpOrVersion,
-  UsageError,
-} from "./options.ts";
+import { createLogger } from "../logger.ts";
+import { parseServeArgs, prefixed, startServer } from "./_serve_config.ts";
+import { answeredHelpOrVersion, LAYOUT_HELP, STANDARD_HELP } from "./options.ts";
 import { onStopSignals } from "./stop_signals.ts";
-import { MAX_WORKERS, superviseWorkers } from "./workers.ts";
+import { superviseWorkers } from "./workers.ts";
 
 /** `serve --help`. */
 export const SERVE_HELP = `Usage: tlvkit serve [options]
@@ -50,44 +34,16 @@ Options:                                                                        
   --low-water-mark N   unsent bytes below which it reads again                     [32768]
   --hard-limit N       unsent bytes past which a push (not a reply) closes the
                        session with slow-consumer                                  [1048576]
-  --workers N          processes sharing the port (0 = one per core); each has
-                       its own sessions. SO_REUSEPORT on Deno and Bun (Linux;
-                       Deno also needs --allow-run), node:cluster on Node          [1]
+  --workers N          servers sharing the port (0 = one per core); each has its
+                       own sessions. Threads with SO_REUSEPORT on Deno, processes
+                       with SO_REUSEPORT on Bun (Linux), node:cluster on Node      [1]
   --log-level L        error, warn, info or debug                                  [info]
 ${LAYOUT_HELP}
 ${STANDARD_HELP}
 `;
 
-const SERVE_OPTIONS = {
-  host: { type: "string" },
-  port: { type: "string" },
-  "drain-timeout": { type: "string" },
-  "idle-timeout": { type: "string" },
-  "frame-timeout": { type: "string" },
-  "max-connections": { type: "string" },
-  "high-water-mark": { type: "string" },
-  "low-water-mark": { type: "string" },
-  "hard-limit": { type: "string" },
-  "log-level": { type: "string" },
-  workers: { type: "string" },
-  // Set by the supervisor on the processes it starts; not for people.
-  "internal-worker": { type: "boolean" },
-  ...LAYOUT_OPTIONS,
-  ...STANDARD_OPTIONS,
-} as const;
-
 function writeLine(stream: NodeJS.WriteStream, line: string): void {
   stream.write(`${line}\n`);
-}
-
-/** A logger whose every message starts with `prefix`. */
-function prefixed(logger: Logger, prefix: string): Logger {
-  return {
-    error: (message) => logger.error(prefix + message),
-    warn: (message) => logger.warn(prefix + message),
-    info: (message) => logger.info(prefix + message),
-    debug: (message) => logger.debug(prefix + message),
-  };
 }
 
 /**
@@ -97,85 +53,34 @@ function prefixed(logger: Logger, prefix: string): Logger {
  * @returns The exit status once stopped (0 after a graceful drain).
  */
 export async function runServe(args: string[]): Promise<number> {
-  const values = parseCommandArgs("serve", args, SERVE_OPTIONS);
-  if (answeredHelpOrVersion(values, SERVE_HELP)) return 0;
-  const layout = layoutFromFlags(values);
-  const host = values.host ?? "127.0.0.1";
-  const port = integerOption("port", values.port, 0, 65535) ?? 10086;
-  const workersAsked = integerOption("workers", values.workers, 0, MAX_WORKERS) ?? 1;
-  const drainTimeout = secondsOption("drain-timeout", values["drain-timeout"]) ?? 5000;
-  const idleTimeout = secondsOption("idle-timeout", values["idle-timeout"]) ?? 0;
-  const frameTimeout = secondsOption("frame-timeout", values["frame-timeout"]) ?? 30_000;
-  const maxConnections = integerOption("max-connections", values["max-connections"], 1, 10_000_000) ?? 10_000;
-  const highWaterMark = integerOption("high-water-mark", values["high-water-mark"], 1, 2 ** 31) ?? 64 * 1024;
-  const lowWaterMark = integerOption("low-water-mark", values["low-water-mark"], 0, 2 ** 31) ?? Math.min(32 * 1024, highWaterMark);
-  const hardLimit = integerOption("hard-limit", values["hard-limit"], 1, 2 ** 40) ?? Math.max(1024 * 1024, highWaterMark);
-  if (lowWaterMark > highWaterMark) {
-    throw new UsageError(`--low-water-mark ${lowWaterMark} exceeds --high-water-mark ${highWaterMark}`);
-  }
-  if (hardLimit < highWaterMark) throw new UsageError(`--hard-limit ${hardLimit} is below --high-water-mark ${highWaterMark}`);
-  const level: LogLevel = choiceOption("log-level", values["log-level"], LOG_LEVELS) ?? "info";
-  const stderrLogger = createLogger(level, (line) => writeLine(process.stderr, line));
+  const config = parseServeArgs(args);
+  if (answeredHelpOrVersion(config, SERVE_HELP)) return 0;
+  const stderrLogger = createLogger(config.level, (line) => writeLine(process.stderr, line));
 
-  const isWorker = values["internal-worker"] === true;
-  const workers = workersAsked === 0 ? coreCount() : workersAsked;
+  const isWorker = config.internalWorker;
+  const workers = config.workers === 0 ? coreCount() : config.workers;
   if (!isWorker && workers > 1) {
+    const { host, port, drainTimeout } = config;
     return await superviseWorkers({ workers, host, port, drainTimeout, args, logger: stderrLogger });
   }
   const logger = isWorker ? prefixed(stderrLogger, `worker ${process.pid}: `) : stderrLogger;
-
-  const app = createBundledApp(layout);
-  let served = 0;
-  const server = await serve({
-    host,
-    port,
-    reusePort: isWorker,
-    idBytes: layout.idBytes,
-    lengthBytes: layout.lengthBytes,
-    byteOrder: layout.byteOrder,
-    maxBody: layout.maxBody,
-    idleTimeout,
-    frameTimeout,
-    maxConnections,
-    highWaterMark,
-    lowWaterMark,
-    hardLimit,
-    router: app.router,
-    onError: app.onError,
-    onSessionOpen: () => {
-      served++;
-    },
-    logger,
-  });
-  const address = formatHostPort(server.address.host, server.address.port);
+  const server = await startServer(config, logger, isWorker);
   // Signal handlers go in before the ready line, so a signal sent as soon as
   // a supervisor sees "listening on" is always handled.
   const stopped = new Promise<number>((resolve) => {
-    let stopping = false;
     const stop = (why: string): void => {
-      if (stopping) return;
-      stopping = true;
-      logger.info(`${why}: draining ${server.sessions.size} session(s), up to ${drainTimeout / 1000} s`);
-      server.close({ drainTimeout }).then(() => {
-        logger.info(`stopped (served ${served} session(s))`);
+      void server.stop(why).then((status) => {
         // A worker keeps its handlers, so that a late SIGTERM cannot kill it,
         // and exits below; elsewhere they would keep the process alive on Deno.
         if (!isWorker) removeSignalHandlers();
-        resolve(0);
-      }, (error: unknown) => {
-        logger.error(`shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
-        resolve(1);
+        resolve(status);
       });
     };
     // A worker leaves Ctrl-C to its supervisor, which stops it with SIGTERM.
     const removeSignalHandlers = onStopSignals(logger, (signal) => stop(`received ${signal}`), { ignoreInterrupt: isWorker });
     if (isWorker) watchSupervisor(() => stop("input closed (supervisor stopping or gone)"));
   });
-  logger.info(
-    `tlvkit ${VERSION} on ${detectRuntime()}: serving on ${address} (max body ${layout.maxBody}, ` +
-      `${layout.idBytes}-byte ids, ${layout.lengthBytes}-byte lengths, ${layout.byteOrder}-endian)`,
-  );
-  writeLine(process.stdout, `listening on ${address}`);
+  writeLine(process.stdout, `listening on ${server.address}`);
   const status = await stopped;
   // Its standard output is a pipe the supervisor reads, its logs a line each:
   // nothing is lost by exiting at once.

@@ -1,49 +1,65 @@
 /**
- * `serve --workers N`: one supervising process that starts N worker processes
- * sharing the listening port, and owns their lifecycle.
+ * `serve --workers N`: one supervisor that starts N workers sharing the
+ * listening port, and owns their lifecycle. A worker is a whole tlvkit server
+ * with its own sessions; what it runs in depends on the runtime:
  *
- * - **Sharing the port.** Each worker is this same program (same runtime, same
- *   entry, same options) run with `--internal-worker`, which makes it listen
- *   with `reusePort`. On Deno and Bun that is `SO_REUSEPORT`: every worker
- *   binds the port itself and the kernel spreads new connections over them,
- *   with no process in the data path. Node 20 has no `SO_REUSEPORT`, so there
- *   the supervisor is a `node:cluster` primary: workers are cluster workers,
- *   the primary binds once, accepts, and hands each connection to the next
- *   worker in turn (round-robin; the alternative, the workers all accepting on
- *   one shared socket, lets the busiest worker take most connections on Linux).
- *   The primary only accepts; sessions live in the workers.
+ * - **Threads on Deno.** Each worker is a Web Worker (a thread of this
+ *   process) listening with `reusePort` (`SO_REUSEPORT`: every worker binds
+ *   the port itself and the kernel spreads new connections over them). A
+ *   thread inherits this process's permissions, so `--allow-net` is all it
+ *   takes, where a worker process would need `--allow-run` and `--allow-env`
+ *   too. It runs `_thread_worker.ts`, bundled into a string
+ *   (`_thread_worker_source.ts`) and started from a `blob:` URL: Deno needs
+ *   `--allow-read` to start a worker from a file. The supervisor and its
+ *   threads talk through messages (`_thread_messages.ts`).
+ * - **Processes on Bun and Node.** Each worker is this same program (same
+ *   runtime, same entry, same options) run with `--internal-worker`. On Bun it
+ *   listens with `reusePort` like a thread does. Node 20 has no
+ *   `SO_REUSEPORT`, so there the supervisor is a `node:cluster` primary:
+ *   workers are cluster workers, the primary binds once, accepts, and hands
+ *   each connection to the next worker in turn (round-robin; the alternative,
+ *   the workers all accepting on one shared socket, lets the busiest worker
+ *   take most connections on Linux). The primary only accepts.
  * - **Port 0.** The first worker binds the port asked for; once it reports the
  *   real one, the others (and every replacement) bind that one.
- * - **Readiness.** A worker prints `listening on HOST:PORT` on its standard
- *   output (a pipe to the supervisor) when it listens. The supervisor prints
- *   its own `listening on` line once, after every worker has.
- * - **Crashes.** A worker that exits unasked is logged and replaced after a
- *   back-off (0.1 s, doubling, at most 5 s); when workers have exited unasked
+ * - **Readiness.** A worker reports `listening on HOST:PORT` (a process on its
+ *   standard output, a pipe to the supervisor; a thread in a message). The
+ *   supervisor prints its own `listening on` line once, after every worker has.
+ * - **Crashes.** A worker that ends unasked is logged and replaced after a
+ *   back-off (0.1 s, doubling, at most 5 s); when workers have ended unasked
  *   more than {@link CRASH_LIMIT} times within {@link CRASH_WINDOW_MS}, the
- *   supervisor stops them all and exits 1.
- * - **Stopping.** A worker drains and exits when its standard input, a pipe
- *   from the supervisor, ends. On SIGINT or SIGTERM the supervisor closes
- *   every worker's input (each drains its own sessions within the drain
- *   timeout) and exits 0 once all have exited 0; a second signal kills them
- *   and exits at once. The kernel closes the pipes when the supervisor dies,
- *   however it dies, so no worker outlives it. Workers ignore SIGINT (Ctrl-C
- *   reaches the whole process group) and drain on a SIGTERM of their own, as
- *   a single server does.
+ *   supervisor stops them all and exits 1. A process ends by exiting; a
+ *   thread by an error that reaches the supervisor (one it could not report
+ *   and survive: its program failing to load or start, say), or by stopping
+ *   on its own. An error that escapes every handler is reported in one line
+ *   and survived, in a process as in a thread.
+ * - **Stopping.** On SIGINT or SIGTERM the supervisor asks every worker to
+ *   drain (each drains its own sessions within the drain timeout) and exits 0
+ *   once all have stopped with status 0; a worker still running past the
+ *   drain timeout (plus {@link EXIT_GRACE_MS}) is killed (a thread terminated)
+ *   and the exit status is 1. A second signal kills them and exits at once.
+ *   A process is asked by closing its standard input (a pipe from the
+ *   supervisor), which the kernel also closes when the supervisor dies however
+ *   it dies, so no worker outlives it; workers ignore SIGINT (Ctrl-C reaches
+ *   the whole process group) and drain on a SIGTERM of their own, as a single
+ *   server does. A thread is asked by a message, and cannot outlive its
+ *   process.
  *
  * @module
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
 import cluster from "node:cluster";
-import { basename } from "node:path";
 import process from "node:process";
 import { setTimeout } from "node:timers";
 import type { Logger } from "../logger.ts";
-import { detectRuntime, loadTransport } from "../transport/detect.ts";
+import { loadTransport } from "../transport/detect.ts";
+import { MAX_WORKERS } from "./_serve_config.ts";
+import type { WebWorkerConstructor, WorkerReport } from "./_thread_messages.ts";
 import { onStopSignals } from "./stop_signals.ts";
 
-/** The most workers `--workers` accepts. */
-export const MAX_WORKERS = 256;
+export { MAX_WORKERS };
+
 /** More unasked exits than this within {@link CRASH_WINDOW_MS} stop the server. */
 export const CRASH_LIMIT = 5;
 /** The window in which unasked exits are counted. */
@@ -54,7 +70,8 @@ const BACKOFF_MAX_MS = 5000;
 /** How long a worker may take to print its `listening on` line. */
 const READY_TIMEOUT_MS = 30_000;
 /** How long past the drain timeout a stopping worker may take before it is killed. */
-const EXIT_GRACE_MS = 3000;
+export const EXIT_GRACE_MS = 3000;
+
 
 /** What {@link superviseWorkers} needs. */
 export interface WorkersPlan {
@@ -72,12 +89,55 @@ export interface WorkersPlan {
   logger: Logger;
 }
 
-interface Worker {
-  readonly process: ChildProcess;
-  /** Resolves with the address text of its `listening on` line; rejects when it exits first. */
+/** How a worker ended. */
+export interface WorkerExit {
+  /** Its exit status: 0 after a graceful stop (128 + n for a process killed by signal n). */
+  status: number;
+  /** What happened, for the log: `exited with status 1`, `failed: ...`. */
+  text: string;
+}
+
+/** One worker, process or thread, as the supervisor drives it. */
+export interface WorkerHandle {
+  /** How the log names it: `worker LABEL` (a pid, or a thread's number). */
+  readonly label: string;
+  /** Resolves with the address it listens on; rejects when it ends first. */
   readonly ready: Promise<string>;
-  /** Resolves with its exit status (128 + n for a signal). */
-  readonly exited: Promise<number>;
+  /** Resolves once it has ended, however. */
+  readonly exited: Promise<WorkerExit>;
+  /** Ask it to drain and stop. */
+  stop(): void;
+  /** End it at once. */
+  kill(): void;
+}
+
+/** Starts workers of one kind. */
+export interface WorkerLauncher {
+  /** What a worker's label is, for the log: `pids` or `threads`. */
+  readonly kind: string;
+  /** How the port is shared, for the log. */
+  readonly sharing: string;
+  /** Whether later workers must bind the port the first one got (port 0); false where the primary binds (cluster). */
+  readonly bindsFirstPort: boolean;
+  /**
+   * Start a worker.
+   *
+   * @param port The port to bind instead of the one asked for.
+   */
+  start(port?: number): WorkerHandle;
+}
+
+/** How the supervisor meets the outside world (replaced in tests). */
+export interface SupervisorIO {
+  /** Print the `listening on` line (standard output). */
+  print(line: string): void;
+  /**
+   * Call `stop` when asked to stop (SIGINT, SIGTERM), `killAll` before an
+   * abrupt exit (a second signal).
+   *
+   * @returns Removes what it installed.
+   */
+  onStop(stop: (why: string) => void, killAll: () => void): () => void;
 }
 
 type Launch = (args: string[]) => ChildProcess;
@@ -86,30 +146,35 @@ type Launch = (args: string[]) => ChildProcess;
 function selfCommand(): [string, string[]] {
   const execPath = process.execPath;
   const entry = process.argv[1];
-  const runtime = detectRuntime();
-  // A compiled single binary is its own entry (Bun's virtual /$bunfs path, or a deno compile output).
-  const compiled = entry === undefined || entry.startsWith("/$bunfs/") || entry.startsWith("B:/~BUN/") ||
-    (runtime === "deno" && !/^deno(\.exe)?$/.test(basename(execPath)));
+  // A compiled single binary is its own entry (Bun's virtual /$bunfs path).
+  const compiled = entry === undefined || entry.startsWith("/$bunfs/") || entry.startsWith("B:/~BUN/");
   if (compiled) return [execPath, []];
-  if (runtime === "deno") {
-    // A worker needs the network only; reusePort is an unstable API.
-    return [execPath, ["run", "--allow-net", "--unstable-net", "--no-prompt", "--quiet", entry]];
-  }
   return [execPath, [...process.execArgv, entry]];
 }
 
-/** A launcher for worker processes: node:cluster on Node, plain child processes elsewhere. */
-function launcher(mode: "reuse-port" | "cluster"): Launch {
+/** Starts worker processes: node:cluster workers on Node, plain child processes elsewhere. */
+function processLauncher(mode: "reuse-port" | "cluster", serveArgs: string[]): WorkerLauncher {
   const stdio: Array<"pipe" | "inherit" | "ipc"> = ["pipe", "pipe", "inherit"];
   const [program, prefix] = selfCommand();
+  let launch: Launch;
   if (mode === "cluster") {
     cluster.schedulingPolicy = cluster.SCHED_RR;
-    return (args) => {
+    launch = (args) => {
       cluster.setupPrimary({ exec: prefix.at(-1)!, execArgv: prefix.slice(0, -1), args, stdio: [...stdio, "ipc"] });
       return cluster.fork().process;
     };
+  } else {
+    launch = (args) => spawn(program, [...prefix, ...args], { stdio });
   }
-  return (args) => spawn(program, [...prefix, ...args], { stdio });
+  const args = ["serve", ...serveArgs, "--internal-worker"];
+  return {
+    kind: "pids",
+    sharing: mode === "cluster" ? "node:cluster, round-robin" : "SO_REUSEPORT, one process per worker",
+    // A cluster primary shares one listener among the workers that ask for
+    // the same port (0 included), so they all ask for the port as given.
+    bindsFirstPort: mode === "reuse-port",
+    start: (port) => startProcess(launch, port === undefined ? args : [...args, "--port", String(port)]),
+  };
 }
 
 function exitStatus(code: number | null, signal: NodeJS.Signals | null): number {
@@ -122,24 +187,30 @@ function describeExit(status: number): string {
   return status > 128 ? `was killed (status ${status})` : `exited with status ${status}`;
 }
 
-function startWorker(launch: Launch, args: string[]): Worker {
-  const child = launch(args);
-  let resolveReady!: (address: string) => void;
-  let rejectReady!: (error: Error) => void;
-  const ready = new Promise<string>((resolve, reject) => {
-    resolveReady = resolve;
-    rejectReady = reject;
+/** A ready promise settled from outside; its rejection is also reported through `exited`. */
+function readiness(): { ready: Promise<string>; resolve: (address: string) => void; reject: (error: Error) => void } {
+  let resolve!: (address: string) => void;
+  let reject!: (error: Error) => void;
+  const ready = new Promise<string>((res, rej) => {
+    resolve = res;
+    reject = rej;
   });
-  ready.catch(() => {}); // Also reported through `exited`.
-  const exited = new Promise<number>((resolve) => {
+  ready.catch(() => {});
+  return { ready, resolve, reject };
+}
+
+function startProcess(launch: Launch, args: string[]): WorkerHandle {
+  const child = launch(args);
+  const { ready, resolve: resolveReady, reject: rejectReady } = readiness();
+  const exited = new Promise<WorkerExit>((resolve) => {
     child.once("exit", (code, signal) => {
       const status = exitStatus(code, signal);
       rejectReady(new Error(`worker ${child.pid} ${describeExit(status)} before listening`));
-      resolve(status);
+      resolve({ status, text: describeExit(status) });
     });
     child.once("error", (error) => {
       rejectReady(new Error(`cannot start a worker: ${error.message}`));
-      resolve(127);
+      resolve({ status: 127, text: `could not start: ${error.message}` });
     });
   });
   let text = "";
@@ -152,43 +223,139 @@ function startWorker(launch: Launch, args: string[]): Worker {
       resolveReady(match[1]!);
     }
   });
-  return { process: child, ready, exited };
+  const signal = (name: NodeJS.Signals): void => {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+    try {
+      // Not child.kill(): Deno's node:child_process then reports the child as
+      // killed by the signal even when it handled it and exited 0.
+      process.kill(child.pid, name);
+    } catch {
+      // Already gone.
+    }
+  };
+  return {
+    label: String(child.pid),
+    ready,
+    exited,
+    // Closing a worker's input asks it to drain and exit. Not SIGTERM: a
+    // worker may get that from outside too (a signal to the whole process
+    // group, systemd's default), and a second one would make it exit at once.
+    stop: () => child.stdin?.end(),
+    kill: () => signal("SIGKILL"),
+  };
 }
 
-function kill(worker: Worker, signal: NodeJS.Signals): void {
-  const child = worker.process;
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  try {
-    // Not child.kill(): Deno's node:child_process then reports the child as
-    // killed by the signal even when it handled it and exited 0.
-    process.kill(child.pid, signal);
-  } catch {
-    // Already gone.
-  }
+/** One line saying what a worker's error event reports (Deno: `Uncaught Error: ...`; Bun: a code frame, then `error: ...`). */
+function errorText(event: { message?: string; error?: unknown }): string {
+  if (event.error instanceof Error) return event.error.message;
+  const lines = (event.message ?? String(event.error)).split("\n").map((line) => line.trim()).filter(Boolean);
+  return lines.find((line) => /error: /i.test(line)) ?? lines[0] ?? "unknown error";
 }
 
 /**
- * Start `plan.workers` worker processes sharing one port, print one
- * `listening on` line once all listen, replace crashed workers, and drain them
- * all on SIGINT/SIGTERM.
+ * Starts worker threads (Web Workers) running `source`, the bundled
+ * `_thread_worker.ts`, from a `blob:` URL, which needs no permission on Deno.
+ *
+ * @param serveArgs The `serve` arguments, passed on to every worker.
+ * @param source The worker's program, one ES module.
+ * @returns The launcher.
+ * @throws {Error} When this runtime has no Web Workers.
+ */
+export function threadLauncher(serveArgs: string[], source: string): WorkerLauncher {
+  const Worker = (globalThis as { Worker?: WebWorkerConstructor }).Worker;
+  if (Worker === undefined) throw new Error("this runtime has no Web Workers");
+  const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+  let count = 0;
+  return {
+    kind: "threads",
+    sharing: "SO_REUSEPORT, one thread per worker",
+    bindsFirstPort: true,
+    start(port?: number): WorkerHandle {
+      const id = ++count;
+      const worker = new Worker(url, { type: "module", name: `tlvkit worker ${id}` });
+      const { ready, resolve: resolveReady, reject: rejectReady } = readiness();
+      let ended = false;
+      let resolveExited!: (exit: WorkerExit) => void;
+      const exited = new Promise<WorkerExit>((resolve) => {
+        resolveExited = resolve;
+      });
+      const end = (exit: WorkerExit): void => {
+        if (ended) return;
+        ended = true;
+        worker.terminate();
+        rejectReady(new Error(`worker ${id} ${exit.text} before listening`));
+        resolveExited(exit);
+      };
+      worker.addEventListener("message", ({ data }: { data: WorkerReport }) => {
+        if (data.type === "listening") resolveReady(data.address);
+        else if (data.type === "stopped") end({ status: data.status, text: `stopped with status ${data.status}` });
+        else if (data.type === "failed") {
+          rejectReady(new Error(data.message));
+          end({ status: 1, text: `failed: ${data.message}` });
+        }
+      });
+      worker.addEventListener("error", (event) => {
+        // Handled here: unhandled, Deno would rethrow it in this thread.
+        event.preventDefault();
+        end({ status: 1, text: `failed: ${errorText(event)}` });
+      });
+      worker.addEventListener("messageerror", (event) => {
+        event.preventDefault();
+        end({ status: 1, text: "failed: sent a message that cannot be read" });
+      });
+      worker.postMessage(port === undefined ? { type: "start", id, args: serveArgs } : { type: "start", id, args: serveArgs, port });
+      return {
+        label: String(id),
+        ready,
+        exited,
+        stop: () => {
+          if (!ended) worker.postMessage({ type: "stop" });
+        },
+        kill: () => end({ status: 1, text: "was terminated" }),
+      };
+    },
+  };
+}
+
+/**
+ * Start `plan.workers` workers sharing one port, print one `listening on`
+ * line once all listen, replace crashed workers, and drain them all on
+ * SIGINT/SIGTERM.
  *
  * @param plan The workers, the address, the arguments.
  * @returns The exit status: 0 after a graceful stop.
  * @throws {Error} When this runtime cannot share a port, or the port is in use.
  */
 export async function superviseWorkers(plan: WorkersPlan): Promise<number> {
-  const { logger } = plan;
   const transport = await loadTransport();
   const support = transport.workerSupport?.() ?? { problem: "this runtime's adapter cannot share a port" };
   if ("problem" in support) throw new Error(`cannot run ${plan.workers} workers: ${support.problem}`);
-  if (plan.port !== 0) {
-    // Workers bind with SO_REUSEPORT, which would join another server that
-    // uses it on this port: check the port is free first.
-    const probe = await transport.listen({ host: plan.host, port: plan.port }, (connection) => connection.abort());
-    await probe.close();
-  }
-  const launch = launcher(support.mode);
-  const workers = new Set<Worker>();
+  // Workers bind with SO_REUSEPORT, which would join another server that
+  // uses it on this port: check the port is free first (and that listening
+  // is allowed at all, which a worker could only report in a log line).
+  const probe = await transport.listen({ host: plan.host, port: plan.port }, (connection) => connection.abort());
+  await probe.close();
+  const launcher = support.threads === true
+    ? threadLauncher(plan.args, (await import("./_thread_worker_source.ts")).THREAD_WORKER_SOURCE)
+    : processLauncher(support.mode, plan.args);
+  return await supervise(plan, launcher, {
+    print: (line) => process.stdout.write(`${line}\n`),
+    onStop: (stop, killAll) => onStopSignals(plan.logger, (signal) => stop(`received ${signal}`), { beforeExit: killAll }),
+  });
+}
+
+/**
+ * The supervisor itself, whatever the workers run in.
+ *
+ * @param plan The workers, the address, the drain timeout.
+ * @param launcher Starts a worker.
+ * @param io Where the ready line goes, what stops it.
+ * @returns The exit status: 0 after a graceful stop, 1 when a worker failed to
+ * start or to stop, or kept crashing.
+ */
+export async function supervise(plan: WorkersPlan, launcher: WorkerLauncher, io: SupervisorIO): Promise<number> {
+  const { logger } = plan;
+  const workers = new Set<WorkerHandle>();
   const crashes: number[] = [];
   let stopping = false;
   let started = false;
@@ -205,69 +372,72 @@ export async function superviseWorkers(plan: WorkersPlan): Promise<number> {
     for (const timer of restartTimers) clearTimeout(timer);
     restartTimers = new Set();
     logger.info(`${why}: stopping ${workers.size} worker(s), each draining up to ${plan.drainTimeout / 1000} s`);
-    // Closing a worker's input asks it to drain and exit. Not SIGTERM: a
-    // worker may get that from outside too (a signal to the whole process
-    // group, systemd's default), and a second one would make it exit at once.
-    for (const worker of workers) worker.process.stdin?.end();
+    for (const worker of workers) worker.stop();
     if (workers.size === 0) stopped();
     const deadline = setTimeout(() => {
       for (const worker of workers) {
-        logger.error(`worker ${worker.process.pid} still running after the drain timeout: killing it`);
+        logger.error(`worker ${worker.label} still running after the drain timeout: killing it`);
         failed = true;
-        kill(worker, "SIGKILL");
+        worker.kill();
       }
     }, plan.drainTimeout + EXIT_GRACE_MS);
     void allStopped.then(() => clearTimeout(deadline));
   };
-  const removeSignalHandlers = onStopSignals(logger, (signal) => stopAll(`received ${signal}`), {
-    beforeExit: () => {
-      for (const worker of workers) kill(worker, "SIGKILL");
-    },
+  const removeStopHandlers = io.onStop((why) => stopAll(why), () => {
+    for (const worker of workers) worker.kill();
   });
 
-  let workerArgs = ["serve", ...plan.args, "--internal-worker"];
-  const spawnOne = (): Worker => {
-    const worker = startWorker(launch, workerArgs);
+  // A worker that ends before every worker listens fails the start, even
+  // one that was listening already.
+  let failStart!: (error: Error) => void;
+  const earlyEnd = new Promise<never>((_, reject) => {
+    failStart = reject;
+  });
+  earlyEnd.catch(() => {});
+  let port: number | undefined;
+  const startOne = (): WorkerHandle => {
+    const worker = launcher.start(port);
     workers.add(worker);
-    void worker.exited.then((status) => {
+    void worker.exited.then((exit) => {
       workers.delete(worker);
       if (stopping) {
-        if (status !== 0) {
-          logger.error(`worker ${worker.process.pid} ${describeExit(status)} while stopping`);
+        if (exit.status !== 0) {
+          logger.error(`worker ${worker.label} ${exit.text} while stopping`);
           failed = true;
         }
         if (workers.size === 0) stopped();
       } else if (started) {
-        replace(worker, status);
+        replace(worker, exit);
+      } else {
+        failStart(new Error(`worker ${worker.label} ${exit.text} before every worker listened`));
       }
-      // Before every worker listens, an exit fails the start (see below).
     });
     return worker;
   };
-  const replace = (worker: Worker, status: number): void => {
+  const replace = (worker: WorkerHandle, exit: WorkerExit): void => {
     const now = Date.now();
     crashes.push(now);
     while (crashes.length > 0 && crashes[0]! < now - CRASH_WINDOW_MS) crashes.shift();
     if (crashes.length > CRASH_LIMIT) {
-      logger.error(`worker ${worker.process.pid} ${describeExit(status)}; ${crashes.length} workers exited within ` +
+      logger.error(`worker ${worker.label} ${exit.text}; ${crashes.length} workers ended within ` +
         `${CRASH_WINDOW_MS / 1000} s: giving up`);
       failed = true;
       stopAll("crash loop");
       return;
     }
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (crashes.length - 1));
-    logger.error(`worker ${worker.process.pid} ${describeExit(status)}; starting a new one in ${delay} ms`);
+    logger.error(`worker ${worker.label} ${exit.text}; starting a new one in ${delay} ms`);
     const timer = setTimeout(() => {
       restartTimers.delete(timer);
       if (stopping) return;
-      const next = spawnOne();
+      const next = startOne();
       next.ready.then((where) => {
         if (where === address) {
-          logger.info(`worker ${next.process.pid} listening, replacing worker ${worker.process.pid}`);
+          logger.info(`worker ${next.label} listening, replacing worker ${worker.label}`);
           return;
         }
         // Every worker of a cluster died, taking the primary's port-0 listener with them.
-        logger.error(`worker ${next.process.pid} is listening on ${where}, not ${address}: giving up`);
+        logger.error(`worker ${next.label} is listening on ${where}, not ${address}: giving up`);
         failed = true;
         stopAll("port lost");
       }, () => {}); // Its exit is handled (and counted) like any other.
@@ -275,38 +445,32 @@ export async function superviseWorkers(plan: WorkersPlan): Promise<number> {
     restartTimers.add(timer);
   };
 
-  const fail = async (error: unknown): Promise<number> => {
-    logger.error(`cannot start the workers: ${error instanceof Error ? error.message : String(error)}`);
-    stopAll("start-up failed");
+  const finish = async (): Promise<number> => {
     await allStopped;
-    removeSignalHandlers();
-    return 1;
+    removeStopHandlers();
+    return failed ? 1 : 0;
   };
   // The first worker binds the port asked for; the others bind the one it got.
   let address: string;
   try {
-    address = await within(spawnOne().ready);
-    // A cluster primary shares one listener among the workers that ask for
-    // the same port (0 included), so they all ask for the port as given.
-    if (support.mode === "reuse-port") workerArgs = [...workerArgs, "--port", /:(\d+)$/.exec(address)![1]!];
-    const others = Array.from({ length: plan.workers - 1 }, () => spawnOne());
-    await Promise.all(others.map((worker) => within(worker.ready)));
+    address = await within(startOne().ready);
+    if (launcher.bindsFirstPort) port = Number(/:(\d+)$/.exec(address)![1]);
+    const others = Array.from({ length: plan.workers - 1 }, () => startOne());
+    await Promise.race([Promise.all(others.map((worker) => within(worker.ready))), earlyEnd]);
   } catch (error) {
-    return await fail(error);
+    logger.error(`cannot start the workers: ${error instanceof Error ? error.message : String(error)}`);
+    stopAll("start-up failed");
+    await finish();
+    return 1;
   }
   started = true;
-  if (stopping) {
-    await allStopped;
-    removeSignalHandlers();
-    return failed ? 1 : 0;
-  }
-  const pids = [...workers].map((worker) => worker.process.pid).join(", ");
-  logger.info(`${plan.workers} workers (pids ${pids}) serving on ${address} (${support.mode === "cluster" ? "node:cluster, round-robin" : "SO_REUSEPORT"})`);
-  process.stdout.write(`listening on ${address}\n`);
-  await allStopped;
-  removeSignalHandlers();
-  logger.info(failed ? "stopped, with errors" : "stopped");
-  return failed ? 1 : 0;
+  if (stopping) return await finish();
+  const labels = [...workers].map((worker) => worker.label).join(", ");
+  logger.info(`${plan.workers} workers (${launcher.kind} ${labels}) serving on ${address} (${launcher.sharing})`);
+  io.print(`listening on ${address}`);
+  const status = await finish();
+  logger.info(status === 0 ? "stopped" : "stopped, with errors");
+  return status;
 }
 
 /** `ready`, or a rejection when it takes longer than {@link READY_TIMEOUT_MS}. */

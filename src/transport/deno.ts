@@ -600,20 +600,13 @@ export const denoTransport: Transport = {
 
   workerSupport(): WorkerSupport {
     const os = deno.build?.os ?? "unknown";
-    if (os !== "linux") return { problem: `Deno shares a port between processes (reusePort) only on Linux, not on ${os}` };
-    // Starting a process through node:child_process reads the environment too.
-    let granted = true;
-    try {
-      const query = deno.permissions?.querySync;
-      const command = deno.execPath?.();
-      if (query !== undefined && command !== undefined) {
-        granted = query({ name: "run", command }).state === "granted" && query({ name: "env" }).state === "granted";
-      }
-    } catch {
-      // No way to ask: let starting the workers report it.
+    if (os !== "linux") return { problem: `Deno balances a shared port (reusePort) only on Linux, not on ${os}` };
+    if (deno.listenDatagram === undefined) {
+      return { problem: 'sharing a port (reusePort) needs --unstable-net (or "unstable": ["net"] in deno.json)' };
     }
-    if (!granted) return { problem: "starting worker processes needs --allow-run and --allow-env under Deno" };
-    return { mode: "reuse-port" };
+    // Threads: a Web Worker has this process's permissions (--allow-net);
+    // worker processes would need --allow-run and --allow-env too.
+    return { mode: "reuse-port", threads: true };
   },
 
   async connect(options: ConnectOptions): Promise<Connection> {

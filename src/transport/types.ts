@@ -116,12 +116,15 @@ export interface ListenOptions {
 }
 
 /**
- * How this runtime runs several server processes on one port (see
- * {@link Transport.workerSupport}): `"reuse-port"` (each process binds with
- * `SO_REUSEPORT`) or `"cluster"` (a `node:cluster` primary accepts); or, when
- * it cannot, `problem`, a sentence saying why and what would help.
+ * How this runtime runs several servers on one port (see
+ * {@link Transport.workerSupport}): `"reuse-port"` (each binds with
+ * `SO_REUSEPORT`) or `"cluster"` (a `node:cluster` primary accepts), and
+ * `threads` when the servers should be Web Workers of one process rather than
+ * processes (Deno: a thread inherits the process's permissions, a process
+ * needs `--allow-run`); or, when it cannot, `problem`, a sentence saying why
+ * and what would help.
  */
-export type WorkerSupport = { mode: "reuse-port" | "cluster" } | { problem: string };
+export type WorkerSupport = { mode: "reuse-port" | "cluster"; threads?: boolean } | { problem: string };
 
 /** Options for {@link Transport.connect}. */
 export interface ConnectOptions {

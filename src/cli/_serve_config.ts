@@ -1,0 +1,189 @@
+/**
+ * `serve`'s options, checked, and the server they describe: shared by the
+ * single server, worker processes and worker threads (`serve --workers`).
+ *
+ * Nothing here touches signals, standard streams or the process: a worker
+ * thread (`_thread_worker.ts`) runs this module too.
+ *
+ * @module
+ */
+
+import { createBundledApp } from "../bundled_app.ts";
+import type { FrameLayout } from "../frame_layout.ts";
+import { LOG_LEVELS, type Logger, type LogLevel } from "../logger.ts";
+import { serve } from "../server.ts";
+import { formatHostPort } from "../transport/_socket_address.ts";
+import { detectRuntime } from "../transport/detect.ts";
+import { VERSION } from "../version.ts";
+import {
+  choiceOption,
+  integerOption,
+  LAYOUT_OPTIONS,
+  layoutFromFlags,
+  parseCommandArgs,
+  secondsOption,
+  STANDARD_OPTIONS,
+  UsageError,
+} from "./options.ts";
+
+/** The most workers `--workers` accepts. */
+export const MAX_WORKERS = 256;
+
+/** node:util parseArgs definitions of `serve`'s options. */
+export const SERVE_OPTIONS = {
+  host: { type: "string" },
+  port: { type: "string" },
+  "drain-timeout": { type: "string" },
+  "idle-timeout": { type: "string" },
+  "frame-timeout": { type: "string" },
+  "max-connections": { type: "string" },
+  "high-water-mark": { type: "string" },
+  "low-water-mark": { type: "string" },
+  "hard-limit": { type: "string" },
+  "log-level": { type: "string" },
+  workers: { type: "string" },
+  // Set by the supervisor on the processes it starts; not for people.
+  "internal-worker": { type: "boolean" },
+  ...LAYOUT_OPTIONS,
+  ...STANDARD_OPTIONS,
+} as const;
+
+/** `serve`'s options, checked. */
+export interface ServeConfig {
+  layout: FrameLayout;
+  host: string;
+  port: number;
+  /** As asked: 0 means one per core. */
+  workers: number;
+  drainTimeout: number;
+  idleTimeout: number;
+  frameTimeout: number;
+  maxConnections: number;
+  highWaterMark: number;
+  lowWaterMark: number;
+  hardLimit: number;
+  level: LogLevel;
+  /** `--internal-worker`: a worker process started by a supervisor. */
+  internalWorker: boolean;
+  help: boolean;
+  version: boolean;
+}
+
+/**
+ * Parse and check `serve`'s arguments.
+ *
+ * @param args The arguments after `serve`.
+ * @returns The checked options.
+ * @throws {UsageError} For a bad or unknown option, naming it.
+ */
+export function parseServeArgs(args: string[]): ServeConfig {
+  const values = parseCommandArgs("serve", args, SERVE_OPTIONS);
+  const layout = layoutFromFlags(values);
+  const highWaterMark = integerOption("high-water-mark", values["high-water-mark"], 1, 2 ** 31) ?? 64 * 1024;
+  const lowWaterMark = integerOption("low-water-mark", values["low-water-mark"], 0, 2 ** 31) ?? Math.min(32 * 1024, highWaterMark);
+  const hardLimit = integerOption("hard-limit", values["hard-limit"], 1, 2 ** 40) ?? Math.max(1024 * 1024, highWaterMark);
+  if (lowWaterMark > highWaterMark) {
+    throw new UsageError(`--low-water-mark ${lowWaterMark} exceeds --high-water-mark ${highWaterMark}`);
+  }
+  if (hardLimit < highWaterMark) throw new UsageError(`--hard-limit ${hardLimit} is below --high-water-mark ${highWaterMark}`);
+  return {
+    layout,
+    host: values.host ?? "127.0.0.1",
+    port: integerOption("port", values.port, 0, 65535) ?? 10086,
+    workers: integerOption("workers", values.workers, 0, MAX_WORKERS) ?? 1,
+    drainTimeout: secondsOption("drain-timeout", values["drain-timeout"]) ?? 5000,
+    idleTimeout: secondsOption("idle-timeout", values["idle-timeout"]) ?? 0,
+    frameTimeout: secondsOption("frame-timeout", values["frame-timeout"]) ?? 30_000,
+    maxConnections: integerOption("max-connections", values["max-connections"], 1, 10_000_000) ?? 10_000,
+    highWaterMark,
+    lowWaterMark,
+    hardLimit,
+    level: choiceOption("log-level", values["log-level"], LOG_LEVELS) ?? "info",
+    internalWorker: values["internal-worker"] === true,
+    help: values.help === true,
+    version: values.version === true,
+  };
+}
+
+/** A logger whose every message starts with `prefix`. */
+export function prefixed(logger: Logger, prefix: string): Logger {
+  return {
+    error: (message) => logger.error(prefix + message),
+    warn: (message) => logger.warn(prefix + message),
+    info: (message) => logger.info(prefix + message),
+    debug: (message) => logger.debug(prefix + message),
+  };
+}
+
+/** A bundled-app server started by {@link startServer}. */
+export interface RunningServer {
+  /** `HOST:PORT` as printed in `listening on` (the real port, IPv6 in brackets). */
+  readonly address: string;
+  /**
+   * Drain (within the drain timeout) and close; logs `stopped (served N
+   * session(s))`. Later calls return the same promise.
+   *
+   * @param why Why it stops, for the log.
+   * @returns 0 once stopped, 1 when closing failed.
+   */
+  stop(why: string): Promise<number>;
+}
+
+/**
+ * Start the bundled application's server as `config` says, and log its start.
+ *
+ * @param config The checked options.
+ * @param logger Where it logs.
+ * @param reusePort Share the port with the other workers.
+ * @returns The listening server.
+ * @throws {Error} When it cannot listen (port in use, no permission).
+ */
+export async function startServer(config: ServeConfig, logger: Logger, reusePort: boolean): Promise<RunningServer> {
+  const { layout, drainTimeout } = config;
+  const app = createBundledApp(layout);
+  let served = 0;
+  const server = await serve({
+    host: config.host,
+    port: config.port,
+    reusePort,
+    idBytes: layout.idBytes,
+    lengthBytes: layout.lengthBytes,
+    byteOrder: layout.byteOrder,
+    maxBody: layout.maxBody,
+    idleTimeout: config.idleTimeout,
+    frameTimeout: config.frameTimeout,
+    maxConnections: config.maxConnections,
+    highWaterMark: config.highWaterMark,
+    lowWaterMark: config.lowWaterMark,
+    hardLimit: config.hardLimit,
+    router: app.router,
+    onError: app.onError,
+    onSessionOpen: () => {
+      served++;
+    },
+    logger,
+  });
+  const address = formatHostPort(server.address.host, server.address.port);
+  let stopped: Promise<number> | undefined;
+  logger.info(
+    `tlvkit ${VERSION} on ${detectRuntime()}: serving on ${address} (max body ${layout.maxBody}, ` +
+      `${layout.idBytes}-byte ids, ${layout.lengthBytes}-byte lengths, ${layout.byteOrder}-endian)`,
+  );
+  return {
+    address,
+    stop(why: string): Promise<number> {
+      stopped ??= (async () => {
+        logger.info(`${why}: draining ${server.sessions.size} session(s), up to ${drainTimeout / 1000} s`);
+        try {
+          await server.close({ drainTimeout });
+        } catch (error) {
+          logger.error(`shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
+          return 1;
+        }
+        logger.info(`stopped (served ${served} session(s))`);
+        return 0;
+      })();
+      return stopped;
+    },
+  };
+}
