@@ -18,6 +18,9 @@ export class ByteSlab {
   readonly #maxRegion: number;
   #slab = new Uint8Array(0);
   #offset = 0;
+  /** The last region `take` carved from the slab, and where it starts. */
+  #last: Uint8Array | undefined;
+  #lastStart = 0;
 
   /**
    * @param slabSize Bytes per slab.
@@ -38,8 +41,11 @@ export class ByteSlab {
       this.#slab = new Uint8Array(this.#slabSize);
       this.#offset = 0;
     }
-    const region = this.#slab.subarray(this.#offset, this.#offset + length);
-    this.#offset += (length + 7) & ~7;
+    const start = this.#offset;
+    const region = this.#slab.subarray(start, start + length);
+    this.#offset = start + ((length + 7) & ~7);
+    this.#last = region;
+    this.#lastStart = start;
     return region;
   }
 
@@ -51,12 +57,11 @@ export class ByteSlab {
    * @returns The region's first `length` bytes.
    */
   trim(region: Uint8Array, length: number): Uint8Array {
-    const slab = this.#slab;
-    if (region.buffer === slab.buffer) {
-      const start = region.byteOffset - slab.byteOffset;
-      if (start + ((region.length + 7) & ~7) === this.#offset) this.#offset = start + ((length + 7) & ~7);
-    }
-    return region.subarray(0, length);
+    if (region !== this.#last) return region.subarray(0, length);
+    const kept = region.subarray(0, length);
+    this.#offset = this.#lastStart + ((length + 7) & ~7);
+    this.#last = kept;
+    return kept;
   }
 
   /**
@@ -68,11 +73,9 @@ export class ByteSlab {
    * @returns `true` when the region was given back.
    */
   reclaim(region: Uint8Array): boolean {
-    const slab = this.#slab;
-    if (region.buffer !== slab.buffer) return false;
-    const start = region.byteOffset - slab.byteOffset;
-    if (start + ((region.length + 7) & ~7) !== this.#offset) return false;
-    this.#offset = start;
+    if (region !== this.#last) return false;
+    this.#offset = this.#lastStart;
+    this.#last = undefined;
     return true;
   }
 }
