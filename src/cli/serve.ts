@@ -9,6 +9,7 @@ import process from "node:process";
 import { createBundledApp } from "../bundled_app.ts";
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../logger.ts";
 import { serve } from "../server.ts";
+import type { ServerStats } from "../server_stats.ts";
 import { formatHostPort } from "../transport/_socket_address.ts";
 import { detectRuntime } from "../transport/detect.ts";
 import { VERSION } from "../version.ts";
@@ -54,6 +55,8 @@ Options:                                                                        
                        its own sessions. SO_REUSEPORT on Deno and Bun (Linux;
                        Deno also needs --allow-run), node:cluster on Node          [1]
   --log-level L        error, warn, info or debug                                  [info]
+  --stats-interval S   log a "stats" line (sessions, frames, bytes, queued bytes,
+                       closes by reason) at info level every S seconds; 0 = off    [0]
 ${LAYOUT_HELP}
 ${STANDARD_HELP}
 `;
@@ -69,6 +72,7 @@ const SERVE_OPTIONS = {
   "low-water-mark": { type: "string" },
   "hard-limit": { type: "string" },
   "log-level": { type: "string" },
+  "stats-interval": { type: "string" },
   workers: { type: "string" },
   // Set by the supervisor on the processes it starts; not for people.
   "internal-worker": { type: "boolean" },
@@ -114,6 +118,7 @@ export async function runServe(args: string[]): Promise<number> {
     throw new UsageError(`--low-water-mark ${lowWaterMark} exceeds --high-water-mark ${highWaterMark}`);
   }
   if (hardLimit < highWaterMark) throw new UsageError(`--hard-limit ${hardLimit} is below --high-water-mark ${highWaterMark}`);
+  const statsInterval = secondsOption("stats-interval", values["stats-interval"]) ?? 0;
   const level: LogLevel = choiceOption("log-level", values["log-level"], LOG_LEVELS) ?? "info";
   const stderrLogger = createLogger(level, (line) => writeLine(process.stderr, line));
 
@@ -150,11 +155,17 @@ export async function runServe(args: string[]): Promise<number> {
   const address = formatHostPort(server.address.host, server.address.port);
   // Signal handlers go in before the ready line, so a signal sent as soon as
   // a supervisor sees "listening on" is always handled.
+  const logStats = (): void => logger.info(formatStats(server.stats()));
+  const statsTimer = statsInterval > 0 ? setInterval(logStats, statsInterval) : undefined;
   const stopped = new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (why: string): void => {
       if (stopping) return;
       stopping = true;
+      if (statsTimer !== undefined) {
+        clearInterval(statsTimer);
+        logStats();
+      }
       logger.info(`${why}: draining ${server.sessions.size} session(s), up to ${drainTimeout / 1000} s`);
       server.close({ drainTimeout }).then(() => {
         logger.info(`stopped (served ${served} session(s))`);
@@ -181,6 +192,21 @@ export async function runServe(args: string[]): Promise<number> {
   // nothing is lost by exiting at once.
   if (isWorker) process.exit(status);
   return status;
+}
+
+/**
+ * One log line of counters, `key=value` pairs an operator can grep or feed to
+ * a log shipper: `stats open=2 opened=5 queued=0 frames-in=40 frames-out=40
+ * bytes-in=1200 bytes-out=1200 closes=peer-closed:3`.
+ *
+ * @param stats The server's counters.
+ * @returns The line, without a newline.
+ */
+export function formatStats(stats: ServerStats): string {
+  const closes = Object.entries(stats.closes).filter(([, count]) => count > 0).map(([reason, count]) => `${reason}:${count}`);
+  return `stats open=${stats.openSessions} opened=${stats.sessionsOpened} queued=${stats.queuedBytes} ` +
+    `frames-in=${stats.framesIn} frames-out=${stats.framesOut} bytes-in=${stats.bytesIn} bytes-out=${stats.bytesOut} ` +
+    `closes=${closes.length > 0 ? closes.join(",") : "none"}`;
 }
 
 /** How many workers `--workers 0` means: one per core this process may use. */
