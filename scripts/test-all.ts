@@ -167,7 +167,7 @@ async function main(): Promise<void> {
 
   if (!parsed.values["no-check"]) {
     results.push(await step("tsc", tool("tsc"), ["--noEmit", "-p", "."]));
-    results.push(await step("deno check", tool("deno"), ["check", "mod.ts", "src/", "tests/", "scripts/"]));
+    results.push(await step("deno check", tool("deno"), ["check", "mod.ts", "src/", "tests/", "scripts/", "examples/"]));
     // Every public symbol documented.
     results.push(await step("doc lint", tool("deno"), ["doc", "--lint", "mod.ts"]));
     // Every @example in the public API's JSDoc must type-check and run.
