@@ -57,6 +57,7 @@ export {
   type ServerCloseOptions,
   type ServerOptions,
 } from "./src/server.ts";
+export type { ServerStats } from "./src/server_stats.ts";
 export {
   Client,
   type ClientClose,

@@ -11,6 +11,8 @@
  * node --import tsx scripts/test-all.ts [--only node,deno,bun] [--no-check] [--check-only] [files...]
  * ```
  *
+ * Without test files it ends with the npm package test (`test-package.ts`).
+ *
  * @module
  */
 
@@ -168,13 +170,15 @@ async function main(): Promise<void> {
 
   if (!parsed.values["no-check"]) {
     results.push(await step("tsc", tool("tsc"), ["--noEmit", "-p", "."]));
-    results.push(await step("deno check", tool("deno"), ["check", "mod.ts", "src/", "tests/", "scripts/"]));
+    results.push(await step("deno check", tool("deno"), ["check", "mod.ts", "src/", "tests/", "scripts/", "examples/"]));
     // The worker-thread bundle (serve --workers on Deno) matches the sources.
     results.push(await step("worker bundle", "node", ["--import", "tsx", "scripts/build-thread-worker.ts", "--check"]));
     // Every public symbol documented.
     results.push(await step("doc lint", tool("deno"), ["doc", "--lint", "mod.ts"]));
     // Every @example in the public API's JSDoc must type-check and run.
     results.push(await step("examples", tool("deno"), ["test", "--doc", "--parallel", "--allow-read", "--allow-net", "--quiet", "mod.ts", "src/"]));
+    // What JSR would get: the files deno.json publishes, free of slow types (runs offline).
+    results.push(await step("jsr", tool("deno"), ["publish", "--dry-run", "--allow-dirty", "--quiet"]));
   }
   if (!parsed.values["check-only"]) {
     if (only.includes("node")) {
@@ -186,6 +190,11 @@ async function main(): Promise<void> {
     if (only.includes("bun")) {
       results.push(await step("bun", tool("bun"), ["test", "--timeout", "120000", ...files.map((f) => `./${f}`)], "bun"));
     }
+  }
+
+  // The npm package as users get it, on the runtimes asked for; not when only some test files were asked for.
+  if (!parsed.values["check-only"] && parsed.positionals.length === 0) {
+    results.push(await step("package", "node", ["--import", "tsx", "scripts/test-package.ts", "--only", only.join(",")]));
   }
 
   console.log("\n[test-all] summary");

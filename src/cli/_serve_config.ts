@@ -12,6 +12,7 @@ import { createBundledApp } from "../bundled_app.ts";
 import type { FrameLayout } from "../frame_layout.ts";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../logger.ts";
 import { serve } from "../server.ts";
+import type { ServerStats } from "../server_stats.ts";
 import { formatHostPort } from "../transport/_socket_address.ts";
 import { detectRuntime } from "../transport/detect.ts";
 import { VERSION } from "../version.ts";
@@ -41,6 +42,7 @@ export const SERVE_OPTIONS = {
   "low-water-mark": { type: "string" },
   "hard-limit": { type: "string" },
   "log-level": { type: "string" },
+  "stats-interval": { type: "string" },
   workers: { type: "string" },
   // Set by the supervisor on the processes it starts; not for people.
   "internal-worker": { type: "boolean" },
@@ -63,6 +65,8 @@ export interface ServeConfig {
   lowWaterMark: number;
   hardLimit: number;
   level: LogLevel;
+  /** `--stats-interval`, milliseconds; 0 = no stats lines. */
+  statsInterval: number;
   /** `--internal-worker`: a worker process started by a supervisor. */
   internalWorker: boolean;
   help: boolean;
@@ -99,6 +103,7 @@ export function parseServeArgs(args: string[]): ServeConfig {
     lowWaterMark,
     hardLimit,
     level: choiceOption("log-level", values["log-level"], LOG_LEVELS) ?? "info",
+    statsInterval: secondsOption("stats-interval", values["stats-interval"]) ?? 0,
     internalWorker: values["internal-worker"] === true,
     help: values.help === true,
     version: values.version === true,
@@ -165,6 +170,8 @@ export async function startServer(config: ServeConfig, logger: Logger, reusePort
   });
   const address = formatHostPort(server.address.host, server.address.port);
   let stopped: Promise<number> | undefined;
+  const logStats = (): void => logger.info(formatStats(server.stats()));
+  const statsTimer = config.statsInterval > 0 ? setInterval(logStats, config.statsInterval) : undefined;
   logger.info(
     `tlvkit ${VERSION} on ${detectRuntime()}: serving on ${address} (max body ${layout.maxBody}, ` +
       `${layout.idBytes}-byte ids, ${layout.lengthBytes}-byte lengths, ${layout.byteOrder}-endian)`,
@@ -173,6 +180,10 @@ export async function startServer(config: ServeConfig, logger: Logger, reusePort
     address,
     stop(why: string): Promise<number> {
       stopped ??= (async () => {
+        if (statsTimer !== undefined) {
+          clearInterval(statsTimer);
+          logStats();
+        }
         logger.info(`${why}: draining ${server.sessions.size} session(s), up to ${drainTimeout / 1000} s`);
         try {
           await server.close({ drainTimeout });
@@ -186,4 +197,19 @@ export async function startServer(config: ServeConfig, logger: Logger, reusePort
       return stopped;
     },
   };
+}
+
+/**
+ * One log line of counters, `key=value` pairs an operator can grep or feed to
+ * a log shipper: `stats open=2 opened=5 queued=0 frames-in=40 frames-out=40
+ * bytes-in=1200 bytes-out=1200 closes=peer-closed:3`.
+ *
+ * @param stats The server's counters.
+ * @returns The line, without a newline.
+ */
+export function formatStats(stats: ServerStats): string {
+  const closes = Object.entries(stats.closes).filter(([, count]) => count > 0).map(([reason, count]) => `${reason}:${count}`);
+  return `stats open=${stats.openSessions} opened=${stats.sessionsOpened} queued=${stats.queuedBytes} ` +
+    `frames-in=${stats.framesIn} frames-out=${stats.framesOut} bytes-in=${stats.bytesIn} bytes-out=${stats.bytesOut} ` +
+    `closes=${closes.length > 0 ? closes.join(",") : "none"}`;
 }

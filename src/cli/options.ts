@@ -143,6 +143,11 @@ export function answeredHelpOrVersion(values: { help?: boolean | undefined; vers
   return true;
 }
 
+/** What {@link parseCommandArgs} returns: the flag values parseArgs types for `O`. */
+export type ParsedFlags<O extends NonNullable<ParseArgsConfig["options"]>> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; strict: true; allowPositionals: false }>
+>["values"];
+
 /**
  * Parse a command's arguments strictly (no positionals), turning parseArgs
  * errors into one-line usage errors.
@@ -156,7 +161,7 @@ export function parseCommandArgs<const O extends NonNullable<ParseArgsConfig["op
   command: string,
   args: string[],
   options: O,
-) {
+): ParsedFlags<O> {
   // `deno task start -- --workers 2` passes the `--` on (npm strips it): no
   // command takes positionals, so a leading one ends nothing.
   const given = args[0] === "--" ? args.slice(1) : args;

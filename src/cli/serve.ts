@@ -38,6 +38,8 @@ Options:                                                                        
                        own sessions. Threads with SO_REUSEPORT on Deno, processes
                        with SO_REUSEPORT on Bun (Linux), node:cluster on Node      [1]
   --log-level L        error, warn, info or debug                                  [info]
+  --stats-interval S   log a "stats" line (sessions, frames, bytes, queued bytes,
+                       closes by reason) at info level every S seconds; 0 = off    [0]
 ${LAYOUT_HELP}
 ${STANDARD_HELP}
 `;
