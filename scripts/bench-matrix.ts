@@ -1,8 +1,9 @@
 /**
  * tlvkit against the ceiling, on every runtime: for Node.js, Deno and Bun it
  * runs tlvkit's `serve` and the raw unframed echo of `scripts/raw-echo/`
- * side by side, interleaved (raw, tlvkit, raw, tlvkit, ... within each round,
- * fresh servers every round), over several rounds, and reports medians:
+ * side by side, interleaved (raw, tlvkit, tlvkit, raw for each case within a
+ * round, each figure the mean of its two runs; fresh servers every round),
+ * over several rounds, and reports medians:
  *
  * | case | connections × in flight | figure |
  * | --- | --- | --- |
@@ -181,7 +182,10 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
       log(`  ${where(kind, `${options.idle} idle`)}: ${fmt(idle.kibPerSession)} KiB/session (RSS ${fmt(idle.rssBeforeKiB / 1024)} → ${fmt(idle.rssAfterKiB / 1024)} MiB)`);
     }
     for (const loadCase of CASES) {
-      for (const kind of loadCase.servers) {
+      // A, B, B, A: a machine that drifts (or flips into a slower state) during
+      // a case weighs on both servers alike, and each figure is the mean of two runs.
+      const order = loadCase.servers.length > 1 ? [...loadCase.servers, ...[...loadCase.servers].reverse()] : loadCase.servers;
+      for (const kind of order) {
         const server = servers[kind]!;
         const loadOptions: LoadOptions = {
           host: server.host,
@@ -199,7 +203,8 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
         const load = native !== undefined
           ? await runNativeLoad(ROOT, native, loadOptions, pin === undefined ? undefined : 0)
           : await runLoad(loadOptions);
-        result.load[loadCase.key][kind] = load;
+        const earlier = result.load[loadCase.key][kind];
+        result.load[loadCase.key][kind] = earlier === undefined ? load : meanOf(earlier, load);
         if (load.errors > 0) failures.push({ where: where(kind, loadCase.label), messages: load.errorSamples });
         log(
           `  ${where(kind, loadCase.label)}: ${fmt(load.framesPerSecond, 0)} frames/s, ${fmt(load.mbpsIn, 1)} MB/s, ` +
@@ -217,6 +222,35 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
     await stopAllServers();
   }
   return result;
+}
+
+/** Two runs of one case as one: figures averaged, errors added up. */
+function meanOf(a: LoadResult, b: LoadResult): LoadResult {
+  const mean = (x: number, y: number): number => (x + y) / 2;
+  const server = a.server !== undefined && b.server !== undefined
+    ? {
+      ...b.server,
+      cpuUsPerFrame: mean(a.server.cpuUsPerFrame, b.server.cpuUsPerFrame),
+      cpuShare: mean(a.server.cpuShare, b.server.cpuShare),
+      ticks: a.server.ticks + b.server.ticks,
+    }
+    : a.server ?? b.server;
+  return {
+    ...b,
+    seconds: a.seconds + b.seconds,
+    frames: a.frames + b.frames,
+    framesPerSecond: mean(a.framesPerSecond, b.framesPerSecond),
+    mbpsIn: mean(a.mbpsIn, b.mbpsIn),
+    mbpsOut: mean(a.mbpsOut, b.mbpsOut),
+    p50Us: mean(a.p50Us, b.p50Us),
+    p99Us: Math.max(a.p99Us, b.p99Us),
+    maxUs: Math.max(a.maxUs, b.maxUs),
+    generatorCpuUsPerFrame: mean(a.generatorCpuUsPerFrame, b.generatorCpuUsPerFrame),
+    generatorCpuShare: mean(a.generatorCpuShare, b.generatorCpuShare),
+    server,
+    errors: a.errors + b.errors,
+    errorSamples: [...a.errorSamples, ...b.errorSamples].slice(0, 5),
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -544,8 +578,9 @@ node --import tsx scripts/bench.ts --server tlvkit --runtime node --idle 1000
 Each round starts a fresh raw server and a fresh tlvkit server for the runtime,
 measures ${options.idle} idle sessions on each (fresh servers, so the baseline
 has carried no load), then runs every load case against raw and tlvkit in turn
-(raw, tlvkit, raw, tlvkit, then HELLO on tlvkit): ${options.warmup} s of warm-up,
-then ${options.duration} s measured. ${options.rounds} round(s) per runtime.
+(raw, tlvkit, tlvkit, raw for each echo case — each figure the mean of its two
+runs, so a machine that drifts during a case weighs on both alike — then HELLO
+on tlvkit): ${options.warmup} s of warm-up, then ${options.duration} s measured per run. ${options.rounds} round(s) per runtime.
 
 ## Ratios
 
