@@ -28,6 +28,8 @@ if (startedByBun) {
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
   child.on("exit", (code, signal) => process.exit(code ?? (signal === "SIGINT" ? 130 : 143)));
 } else {
-  process.argv.splice(2, 0, "serve");
+  // `serve --workers N` on Node starts its workers with this same script
+  // (node:cluster runs the entry again) and "serve" already in front.
+  if (process.argv[2] !== "serve") process.argv.splice(2, 0, "serve");
   await import("../src/cli.ts");
 }

@@ -185,6 +185,23 @@ describe(`serve --workers on ${RUNTIME}`, () => {
     if (KIND === "pids") await until(() => pids.every((pid) => !alive(pid)), 15_000, `workers ${pids.join(", ")} to exit on their own`);
   });
 
+  it("runs 2 workers through the npm start launcher (scripts/start.ts) on Node", { skip: RUNTIME !== "node" && "npm start runs Node" }, async () => {
+    // node:cluster starts each worker with the launcher again, "serve" already in its arguments.
+    const child = start(["node", "--import", "tsx", "scripts/start.ts", "--workers", "2", "--port", "0"]);
+    const match = await child.waitFor(/^listening on 127\.0\.0\.1:(\d+)$/m, 60_000);
+    const pids = /2 workers \(pids (\d+), (\d+)\)/.exec(child.stderr);
+    assert.ok(pids, child.stderr);
+    for (const pid of [pids[1], pids[2]]) seenWorkers.add(Number(pid));
+    const peer = await rawPeer(Number(match[1]));
+    try {
+      await echo(peer, 1);
+      await echo(peer, 2);
+    } finally {
+      peer.conn.abort();
+    }
+    await stopWorkers(child, [Number(pids[1]), Number(pids[2])]);
+  });
+
   it("runs a single process, with no worker, by default", async () => {
     const child = start([...CLI, "serve", "--port", "0"]);
     await child.waitFor(/^listening on /m, 30_000);
