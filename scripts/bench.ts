@@ -76,7 +76,7 @@ import { Buffer } from "node:buffer";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -91,10 +91,10 @@ import {
   type RuntimeName,
   type Transport,
 } from "../mod.ts";
+import { ROOT, runtimeCommand } from "../tests/_processes.ts";
 import { nativeGenerator, runNativeLoad } from "./native-load.ts";
 
-/** The repository root. */
-export const ROOT: string = fileURLToPath(new URL("..", import.meta.url));
+export { ROOT, runtimeCommand };
 
 /** Which server a run talks to: tlvkit's `serve`, or the raw echo of `scripts/raw-echo/`. */
 export type ServerKind = "tlvkit" | "raw";
@@ -106,23 +106,6 @@ const utf8 = new TextEncoder();
 
 // ---------------------------------------------------------------------------
 // Processes, pinning and /proc
-
-function bin(name: string): string {
-  const local = join(ROOT, "node_modules", ".bin", name);
-  return existsSync(local) ? local : name;
-}
-
-/** The command that runs TypeScript file `file` (relative to the root) under `runtime`. */
-export function runtimeCommand(runtime: RuntimeName, file: string, denoPermissions: string[] = ["--allow-net"]): string[] {
-  switch (runtime) {
-    case "node":
-      return ["node", "--import", "tsx", file];
-    case "deno":
-      return [bin("deno"), "run", "--quiet", ...denoPermissions, file];
-    case "bun":
-      return [bin("bun"), file];
-  }
-}
 
 let tasksetFound: boolean | undefined;
 
