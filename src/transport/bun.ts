@@ -53,6 +53,7 @@
 
 import process from "node:process";
 import type { BunApi, BunSocket, BunSocketHandler, BunTcpListener } from "./_bun_types.ts";
+import { runtimeGlobal } from "./_runtime_global.ts";
 import { socketAddress } from "./_socket_address.ts";
 import { errorCode, socketError, type SocketError } from "./_socket_error.ts";
 import type {
@@ -66,11 +67,7 @@ import type {
   WorkerSupport,
 } from "./types.ts";
 
-const bun = (globalThis as unknown as { Bun?: BunApi }).Bun;
-if (typeof bun !== "object" || bun === null) {
-  throw new Error("Using the Bun transport in an incompatible environment: the Bun global is missing");
-}
-const Bun: BunApi = bun;
+const Bun = runtimeGlobal<BunApi>("Bun");
 
 type Socket = BunSocket<BunConnection | undefined>;
 

@@ -56,6 +56,7 @@
  */
 
 import type { DenoApi, DenoConn, DenoListener, DenoNetAddr } from "./_deno_types.ts";
+import { runtimeGlobal } from "./_runtime_global.ts";
 import { formatHostPort, socketAddress } from "./_socket_address.ts";
 import { errorCode, type SocketError, socketError } from "./_socket_error.ts";
 import type {
@@ -69,11 +70,7 @@ import type {
   WorkerSupport,
 } from "./types.ts";
 
-const maybeDeno = (globalThis as unknown as { Deno?: DenoApi }).Deno;
-if (typeof maybeDeno !== "object" || maybeDeno === null) {
-  throw new Error("Using the Deno transport in an incompatible environment: the Deno global is missing");
-}
-const deno: DenoApi = maybeDeno;
+const deno = runtimeGlobal<DenoApi>("Deno");
 
 /** Size of a read slab. */
 const SLAB_SIZE = 64 * 1024;
