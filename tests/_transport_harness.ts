@@ -8,7 +8,8 @@
 
 import { after, before } from "node:test";
 import type { Connection, ConnectionHandlers, Listener, Transport } from "../src/transport/types.ts";
-import { deferred, within } from "./_async.ts";
+import assert from "node:assert/strict";
+import { deferred, sleep, within } from "./_async.ts";
 import { concat } from "./_bytes.ts";
 
 /** The loopback host every transport test listens and connects on. */
@@ -165,4 +166,26 @@ export class TransportHarness {
     for (const connection of this.#open) connection.abort();
     await this.#listener?.close();
   }
+}
+
+/**
+ * For adapters that catch what a handler throws (Deno, Bun): the connection
+ * closes with that error, writes fail after, the peer sees end, and nothing
+ * is reported after the one close, whatever the peer does next.
+ */
+export async function assertHandlerErrorCloses(harness: TransportHarness): Promise<void> {
+  const { client, clientRec, server, serverRec } = await harness.pair();
+  const oops = new Error("handler failed");
+  serverRec.throwOnData = oops;
+  client.write(new Uint8Array(10));
+  await within(serverRec.closed.promise, 5000, "server close");
+  assert.equal(serverRec.closeError, oops);
+  assert.equal(server.write(new Uint8Array(1)), false);
+  await within(clientRec.gotEnd.promise, 5000, "client to see end");
+  client.write(new Uint8Array(10));
+  await sleep(20);
+  client.abort();
+  await sleep(10);
+  assert.equal(serverRec.closes, 1);
+  assert.equal(serverRec.eventsAfterClose, 0);
 }

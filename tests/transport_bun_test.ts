@@ -4,7 +4,7 @@ import { detectRuntime } from "../src/transport/detect.ts";
 import type { Connection } from "../src/transport/types.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
 import { concat, pattern } from "./_bytes.ts";
-import { type CodedError, Recorder, TransportHarness } from "./_transport_harness.ts";
+import { assertHandlerErrorCloses, type CodedError, Recorder, TransportHarness } from "./_transport_harness.ts";
 
 const ON_BUN = detectRuntime() === "bun";
 /** Why the Bun-only cases are skipped elsewhere; `false` runs them. */
@@ -133,20 +133,7 @@ describe("Bun transport adapter", () => {
     });
 
     it("closes the connection with the error a handler throws", { skip: BUN_ONLY }, async () => {
-      const { client, clientRec, server, serverRec } = await harness.pair();
-      const oops = new Error("handler failed");
-      serverRec.throwOnData = oops;
-      client.write(new Uint8Array(10));
-      await within(serverRec.closed.promise, 5000, "server close");
-      assert.equal(serverRec.closeError, oops);
-      assert.equal(server.write(new Uint8Array(1)), false);
-      await within(clientRec.gotEnd.promise, 5000, "client to see end");
-      client.write(new Uint8Array(10));
-      await sleep(20);
-      client.abort();
-      await sleep(10);
-      assert.equal(serverRec.closes, 1);
-      assert.equal(serverRec.eventsAfterClose, 0);
+      await assertHandlerErrorCloses(harness);
     });
 
     it("hands over a fresh buffer with each chunk", { skip: BUN_ONLY }, async () => {

@@ -9,7 +9,7 @@ import type { DenoApi, DenoListener } from "../src/transport/_deno_types.ts";
 import type { Connection, Listener } from "../src/transport/types.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
 import { concat, pattern } from "./_bytes.ts";
-import { type CodedError, HOST, Recorder, TransportHarness } from "./_transport_harness.ts";
+import { assertHandlerErrorCloses, type CodedError, HOST, Recorder, TransportHarness } from "./_transport_harness.ts";
 
 const ON_DENO = detectRuntime() === "deno";
 /** Why the Deno-only cases are skipped elsewhere; `false` runs them. */
@@ -176,18 +176,7 @@ describe("Deno transport adapter", () => {
     });
 
     it("closes the connection with the error a handler throws", { skip: DENO_ONLY }, async () => {
-      const { client, clientRec, server, serverRec } = await harness.pair();
-      const oops = new Error("handler failed");
-      serverRec.throwOnData = oops;
-      client.write(new Uint8Array(10));
-      await within(serverRec.closed.promise, 5000, "server close");
-      assert.equal(serverRec.closeError, oops);
-      assert.equal(server.write(new Uint8Array(1)), false);
-      await within(clientRec.gotEnd.promise, 5000, "client to see end");
-      client.abort();
-      await sleep(10);
-      assert.equal(serverRec.closes, 1);
-      assert.equal(serverRec.eventsAfterClose, 0);
+      await assertHandlerErrorCloses(harness);
     });
 
     it("delivers an abort made before start as a close without error", { skip: DENO_ONLY }, async () => {
