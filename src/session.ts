@@ -552,14 +552,13 @@ export class TransportSession implements Session {
     try {
       this.#decoder.decode(chunk, this.#onFrame);
     } catch (error) {
-      this.#receiving = false;
       if (error instanceof FrameTooLargeError) this.beginClose("frame-too-large", true, error);
       else this.beginClose("error", false, error instanceof Error ? error : new Error(String(error)));
-      this.#flushReceived();
-      return;
+    } finally {
+      this.#receiving = false;
     }
-    this.#receiving = false;
-    if (this.#options.frameTimeout > 0) {
+    // The frame clock runs only while open (a failed chunk has started closing).
+    if (this.#state === OPEN && this.#options.frameTimeout > 0) {
       if (!this.#decoder.inFrame) this.#frameStartedAt = undefined;
       else if (!wasInFrame || this.counters.framesIn !== framesBefore) {
         // A new frame started in this chunk.
@@ -716,9 +715,9 @@ export class TransportSession implements Session {
     let offset = 0;
     for (let i = 0; i < ids.length; i++) {
       const body = bodies[i]!;
-      writeField(out, offset, idBytes, ids[i]!, little);
-      writeField(out, offset + idBytes, lengthBytes, body.length, little);
       const length = body.length;
+      writeField(out, offset, idBytes, ids[i]!, little);
+      writeField(out, offset + idBytes, lengthBytes, length, little);
       offset += headerSize;
       if (length !== 0) out.set(body, offset);
       offset += length;
