@@ -49,6 +49,14 @@ describe(`command line on ${BINARY ?? RUNTIME}`, () => {
     }
   });
 
+  it("ignores a leading -- before a command's options (deno task start -- --workers 2 passes it on)", async () => {
+    for (const command of ["serve", "send"]) {
+      const result = await runToEnd([...CLI, command, "--", "--version"]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /^tlvkit \d+\.\d+\.\d+\n$/);
+    }
+  });
+
   it("prints help for the program and for each command, listing every option", async () => {
     const top = await runToEnd([...CLI, "--help"]);
     assert.equal(top.code, 0);
