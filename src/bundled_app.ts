@@ -96,7 +96,8 @@ function hello(request: Request, layout: FrameLayout): void {
 }
 
 /**
- * Build the bundled application for a frame layout.
+ * Build the bundled application for a frame layout. Its handlers keep no
+ * request body, so it may run with `borrowBodies`, as `tlvkit serve` does.
  *
  * @param layout The layout the server speaks (for `maxBody` and id widths).
  * @returns The router and the error hook.
@@ -104,7 +105,7 @@ function hello(request: Request, layout: FrameLayout): void {
  * ```ts
  * import { createBundledApp, FrameLayout, serve } from "@tlvkit/tlvkit";
  * const app = createBundledApp(FrameLayout.DEFAULT);
- * const server = await serve({ port: 0, router: app.router, onError: app.onError });
+ * const server = await serve({ port: 0, router: app.router, onError: app.onError, borrowBodies: true });
  * await server.close();
  * ```
  */

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { givePooled, POOL_MAX_SIZE, takePooled } from "./_buffer_pool.ts";
 import { ByteSlab } from "./_byte_slab.ts";
 import { readField } from "./_header_fields.ts";
 import { DecoderFailedError, FrameTooLargeError, IncompleteFrameError } from "./errors.ts";
@@ -16,6 +17,28 @@ export interface Frame {
   readonly id: number;
   /** Body bytes. See {@link FrameDecoder} for how long a body view stays valid. */
   readonly body: Uint8Array;
+}
+
+/**
+ * Options of a {@link FrameDecoder} beyond its layout.
+ *
+ * @example
+ * ```ts
+ * import { FrameDecoder } from "@tlvkit/tlvkit";
+ * const decoder = new FrameDecoder({ lengthBytes: 4 }, { recycleBodies: true });
+ * ```
+ */
+export interface FrameDecoderOptions {
+  /**
+   * Reuse the memory of bodies that spanned chunks: such a body is reassembled
+   * in a pooled buffer, which goes back to the pool when you call
+   * {@link FrameDecoder.releaseBodies} after a `decode` or `push` (and is left
+   * to the garbage collector if you do not, before the next one). For
+   * callers that also reuse their read buffers and know when every body they
+   * were given is done with, as the server's `borrowBodies` option does.
+   * @default {false}
+   */
+  recycleBodies?: boolean;
 }
 
 /**
@@ -44,6 +67,12 @@ const EAGER_BODY_LIMIT = 1024 * 1024;
 const SLAB_MAX_BODY = 4096;
 const bodySlab = new ByteSlab(64 * 1024, SLAB_MAX_BODY);
 
+/**
+ * With `recycleBodies`, split bodies larger than this are reassembled in
+ * pooled buffers; smaller ones stay on the slab, where one costs little.
+ */
+const RECYCLE_ABOVE = 1024;
+
 const HEAD = 0;
 const BODY = 1;
 
@@ -66,6 +95,8 @@ const EMPTY = new Uint8Array(0);
  * point with `body.slice()`. A frame that spans chunks is copied once into
  * memory of its own, sized from its header, that the decoder never rewrites
  * (small bodies share a slab with other bodies, as Node's `Buffer` pool does).
+ * With {@link FrameDecoderOptions.recycleBodies} that memory is reused once
+ * you call {@link FrameDecoder.releaseBodies}.
  *
  * **Cost.** Bytes of a frame split across chunks are copied once into that
  * frame's buffer; nothing is re-concatenated per chunk, so feeding a 64 KiB body
@@ -109,6 +140,11 @@ export class FrameDecoder {
   #bodyFill = 0;
 
   #copied = 0;
+  readonly #recycle: boolean;
+  /** Pooled buffers of bodies completed since the last decode, until released. */
+  readonly #lent: Uint8Array[] = [];
+  /** The pooled buffer #body is a view of, while a recycled body is collected. */
+  #pooled: Uint8Array | undefined;
   #decoding = false;
   #failure: unknown = undefined;
   #failed = false;
@@ -120,9 +156,11 @@ export class FrameDecoder {
    * Build a decoder for a layout.
    *
    * @param layout A layout or layout options; defaults to the tlvkit wire format.
+   * @param options Memory reuse (see {@link FrameDecoderOptions}).
    * @throws {RangeError} When a layout option is out of range.
    */
-  constructor(layout?: FrameLayoutOptions | FrameLayout) {
+  constructor(layout?: FrameLayoutOptions | FrameLayout, options: FrameDecoderOptions = {}) {
+    this.#recycle = options.recycleBodies === true;
     this.layout = FrameLayout.from(layout);
     this.#idBytes = this.layout.idBytes;
     this.#lengthBytes = this.layout.lengthBytes;
@@ -145,6 +183,27 @@ export class FrameDecoder {
   /** Total bytes copied into the decoder's own buffers since it was created. */
   get bytesCopied(): number {
     return this.#copied;
+  }
+
+  /**
+   * With `recycleBodies`: nothing refers any more to the bodies the last
+   * `decode` or `push` produced, so the buffers of those that spanned chunks
+   * may be reused. Call it at most once per decode; without `recycleBodies`
+   * it does nothing.
+   *
+   * @example
+   * ```ts
+   * import { FrameDecoder } from "@tlvkit/tlvkit";
+   * const decoder = new FrameDecoder(undefined, { recycleBodies: true });
+   * decoder.push(new Uint8Array([0, 7, 0, 2, 0x68]));
+   * for (const frame of decoder.push(new Uint8Array([0x69]))) console.log(frame.body.slice()); // Uint8Array(2) [104, 105]
+   * decoder.releaseBodies(); // that body's buffer may now hold the next split frame
+   * ```
+   */
+  releaseBodies(): void {
+    const lent = this.#lent;
+    for (let i = 0; i < lent.length; i++) givePooled(lent[i]!);
+    lent.length = 0;
   }
 
   /** `true` once the decoder has failed and refuses input. */
@@ -252,6 +311,8 @@ export class FrameDecoder {
   }
 
   #decode(chunk: Uint8Array, onFrame: FrameCallback): void {
+    // Bodies of the previous decode that were not released may still be in use.
+    if (this.#lent.length > 0) this.#lent.length = 0;
     const headerSize = this.#headerSize;
     const idBytes = this.#idBytes;
     const lengthBytes = this.#lengthBytes;
@@ -268,6 +329,10 @@ export class FrameDecoder {
         if (this.#bodyFill < this.#bodyLength) return;
         const body = this.#body;
         this.#body = EMPTY;
+        if (this.#pooled !== undefined) {
+          this.#lent.push(this.#pooled);
+          this.#pooled = undefined;
+        }
         this.#state = HEAD;
         onFrame(this.#id, body);
         continue;
@@ -311,9 +376,14 @@ export class FrameDecoder {
       this.#id = id;
       this.#bodyLength = length;
       this.#bodyFill = 0;
-      this.#body = length <= SLAB_MAX_BODY
-        ? bodySlab.take(length)
-        : new Uint8Array(length <= EAGER_BODY_LIMIT ? length : EAGER_BODY_LIMIT);
+      if (this.#recycle && length > RECYCLE_ABOVE && length <= POOL_MAX_SIZE) {
+        this.#pooled = takePooled(length);
+        this.#body = this.#pooled.subarray(0, length);
+      } else {
+        this.#body = length <= SLAB_MAX_BODY
+          ? bodySlab.take(length)
+          : new Uint8Array(length <= EAGER_BODY_LIMIT ? length : EAGER_BODY_LIMIT);
+      }
       this.#state = BODY;
     }
   }

@@ -9,6 +9,7 @@ import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import { FrameTooLargeError } from "./errors.ts";
 import { FrameDecoder } from "./frame_decoder.ts";
 import { writeField } from "./_header_fields.ts";
+import { givePooled, takePooled } from "./_buffer_pool.ts";
 import { ByteSlab } from "./_byte_slab.ts";
 import { FrameEncoder } from "./frame_encoder.ts";
 import type { FrameLayout } from "./frame_layout.ts";
@@ -210,12 +211,21 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 let nextSessionId = 1;
 
 /**
- * Outgoing writes up to 64 KiB are carved from shared 256 KiB slabs. A region
- * the transport kept (a backlog) is never rewritten, so it may hold it as long
- * as it needs; a region the OS took whole during `write` is reclaimed, so on
- * Node and Bun every flush in steady state reuses the same bytes.
+ * Small flushes are carved from shared 64 KiB slabs. A region the transport
+ * kept (a backlog) is never rewritten, so it may hold it as long as it needs;
+ * a region the OS took whole during `write` is reclaimed, so on Node and Bun
+ * every small flush in steady state reuses the same bytes. (Larger flushes,
+ * and the odd one while a pooled buffer is still being written, get their own
+ * region or buffer.)
  */
 const outputSlab = new ByteSlab(64 * 1024, 32 * 1024);
+
+/**
+ * Flushes larger than this go into a pooled buffer (`_buffer_pool.ts`), given
+ * back as soon as the transport's backlog is 0 again, even if that is only at
+ * the next drain (Deno's writes are all asynchronous).
+ */
+const SLAB_FLUSH_MAX = 4096;
 
 /** Replies of one request, held back until every earlier request is done. */
 class ReplySlot {
@@ -263,6 +273,12 @@ export interface ResolvedSessionOptions {
   readonly idleTimeout: number;
   readonly frameTimeout: number;
   readonly clock: Clock;
+  /**
+   * Request bodies are valid only while their handlers run (a server's
+   * `borrowBodies`), so a chunk whose frames are all handled and flushed is
+   * handed back to the transport for its next read.
+   */
+  readonly borrowBodies: boolean;
 }
 
 /**
@@ -294,6 +310,7 @@ export function resolveSessionOptions(options: SessionOptions): ResolvedSessionO
     idleTimeout,
     frameTimeout,
     clock: options.clock ?? systemClock,
+    borrowBodies: false,
   };
 }
 
@@ -360,6 +377,9 @@ export class TransportSession implements Session {
   /** Drains seen so far, to tell a stalled flush from a slow one. */
   #drains = 0;
 
+  /** The pooled buffer of the flush the transport is still writing. */
+  #inFlight: Uint8Array | undefined;
+
   readonly #flushTask = (): void => this.#flush();
   readonly #onFrame = (id: number, body: Uint8Array): void => this.#dispatch(id, body);
 
@@ -382,7 +402,7 @@ export class TransportSession implements Session {
     this.remote = connection.remote;
     this.#owner = owner;
     this.#options = options;
-    this.#decoder = new FrameDecoder(layout);
+    this.#decoder = new FrameDecoder(layout, { recycleBodies: options.borrowBodies });
     this.#encoder = new FrameEncoder(layout);
     this.#headerSize = layout.headerSize;
     this.#idBytes = layout.idBytes;
@@ -541,11 +561,12 @@ export class TransportSession implements Session {
     this.#encoder.check(id, body);
   }
 
-  #onData(chunk: Uint8Array): void {
+  /** @returns `true` when nothing refers to `chunk` any more (see `borrowBodies`). */
+  #onData(chunk: Uint8Array): boolean {
     this.counters.bytesIn += chunk.length;
     if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
     // Closing: read and discard until the peer closes (unless half-closed by a client).
-    if (this.#state !== OPEN && !(this.#state === CLOSING && this.#keepReading)) return;
+    if (this.#state !== OPEN && !(this.#state === CLOSING && this.#keepReading)) return true;
     const framesBefore = this.counters.framesIn;
     const wasInFrame = this.#decoder.inFrame;
     this.#receiving = true;
@@ -568,6 +589,11 @@ export class TransportSession implements Session {
     }
     // Every reply the chunk's handlers gave at once leaves in one write, now.
     this.#flushReceived();
+    // Borrowed bodies: once every handler is done and every reply copied out,
+    // nothing refers to the chunk or to the decoder's reassembly buffers.
+    if (!this.#options.borrowBodies || this.#ids.length > 0 || this.#pipeline.length > 0) return false;
+    this.#decoder.releaseBodies();
+    return true;
   }
 
   /** After a chunk: flush what its handlers queued, unless a flush is scheduled or a drain awaited. */
@@ -706,8 +732,18 @@ export class TransportSession implements Session {
     if (this.#waitingDrain || this.#state === CLOSED || this.#ids.length === 0) return;
     const ids = this.#ids;
     const bodies = this.#bodies;
+    const connection = this.#connection;
+    const size = this.#queueBytes;
+    if (this.#inFlight !== undefined && connection.backlog === 0) this.#releaseInFlight();
+    let pooled: Uint8Array | undefined;
+    let out: Uint8Array;
+    if (size > SLAB_FLUSH_MAX && this.#inFlight === undefined) {
+      pooled = takePooled(size);
+      out = pooled.length === size ? pooled : pooled.subarray(0, size);
+    } else {
+      out = outputSlab.take(size);
+    }
     // Frames were checked when queued: write headers and bodies straight in.
-    const out = outputSlab.take(this.#queueBytes);
     const headerSize = this.#headerSize;
     const idBytes = this.#idBytes;
     const lengthBytes = this.#lengthBytes;
@@ -728,14 +764,27 @@ export class TransportSession implements Session {
     this.#bodies = [];
     this.#queueBytes = 0;
     if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
-    const connection = this.#connection;
     if (!connection.write(out)) this.#waitingDrain = true;
-    if (connection.backlog === 0) outputSlab.reclaim(out);
+    if (connection.backlog === 0) {
+      // The transport holds no reference to anything it was given.
+      if (pooled !== undefined) givePooled(pooled);
+      else outputSlab.reclaim(out);
+      if (this.#inFlight !== undefined) this.#releaseInFlight();
+    } else if (pooled !== undefined) {
+      this.#inFlight = pooled;
+    }
     this.#updateReading();
     this.#maybeFinishClosing();
   }
 
+  /** The transport's backlog is 0: the buffer it was writing is ours again. */
+  #releaseInFlight(): void {
+    givePooled(this.#inFlight!);
+    this.#inFlight = undefined;
+  }
+
   #onDrain(): void {
+    if (this.#inFlight !== undefined && this.#connection.backlog === 0) this.#releaseInFlight();
     this.#waitingDrain = false;
     this.#drains++;
     if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
@@ -806,6 +855,8 @@ export class TransportSession implements Session {
     }
     this.#state = CLOSED;
     this.#clearTimers();
+    // Left to the garbage collector: an aborted transport may not be done with it.
+    this.#inFlight = undefined;
     this.#ids = [];
     this.#bodies = [];
     this.#queueBytes = 0;

@@ -18,6 +18,13 @@ export class FakeConnection implements Connection {
   accepting = true;
   /** Bytes the fake pretends the OS has not taken yet. */
   pending = 0;
+  /**
+   * Like Deno's adapter: every write is asynchronous (`write` returns
+   * `false`), and the bytes are read from the caller's buffer only when
+   * `drain()` sends them, so a caller that rewrote it early is caught.
+   */
+  holdsWrites = false;
+  readonly #held: Uint8Array[] = [];
   ended = false;
   aborted = false;
   paused = false;
@@ -35,6 +42,11 @@ export class FakeConnection implements Connection {
   write(bytes: Uint8Array): boolean {
     if (this.closeEvents > 0) {
       this.callsAfterClose++;
+      return false;
+    }
+    if (this.holdsWrites) {
+      this.#held.push(bytes);
+      this.pending += bytes.length;
       return false;
     }
     // A copy, as the OS takes one: with backlog 0 the caller may reuse `bytes`.
@@ -74,8 +86,9 @@ export class FakeConnection implements Connection {
 
   // ---- driving the session ----
 
-  receive(bytes: Uint8Array): void {
-    this.handlers!.onData(bytes);
+  /** Deliver a chunk; returns what `onData` returned (`true`: the chunk may be reused). */
+  receive(bytes: Uint8Array): boolean | void {
+    return this.handlers!.onData(bytes);
   }
 
   peerEnd(): void {
@@ -84,6 +97,8 @@ export class FakeConnection implements Connection {
 
   /** The OS took everything: backlog empty, drain fires. */
   drain(): void {
+    for (const bytes of this.#held) this.writes.push(bytes.slice());
+    this.#held.length = 0;
     this.pending = 0;
     this.accepting = true;
     this.handlers!.onDrain();

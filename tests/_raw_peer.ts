@@ -35,7 +35,9 @@ export async function rawPeer(port: number, host = "127.0.0.1"): Promise<RawPeer
   const closed = deferred();
   let closeError: Error | undefined;
   conn.start({
-    onData: (chunk) => chunks.push(chunk),
+    onData: (chunk) => {
+      chunks.push(chunk);
+    },
     onEnd: () => {
       ended.resolve();
       conn.end();

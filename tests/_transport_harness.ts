@@ -31,15 +31,29 @@ export class Recorder implements ConnectionHandlers {
   eventsAfterClose = 0;
   /** When set, `onData` throws this after recording the chunk. */
   throwOnData: Error | undefined;
+  /**
+   * When set, `onData` records a copy of each chunk and returns `true` (it
+   * keeps no reference), counting chunks that reuse the previous one's memory.
+   */
+  copyAndRelease = false;
+  reusedChunks = 0;
+  #previous: Uint8Array | undefined;
   readonly closed = deferred();
   readonly gotEnd = deferred();
   readonly drained = deferred();
 
-  onData(chunk: Uint8Array): void {
+  onData(chunk: Uint8Array): boolean | void {
     if (this.closes > 0) this.eventsAfterClose++;
-    this.chunks.push(chunk);
     this.bytes += chunk.length;
     this.events.push("data");
+    if (this.copyAndRelease) {
+      const previous = this.#previous;
+      if (previous?.buffer === chunk.buffer && previous.byteOffset === chunk.byteOffset) this.reusedChunks++;
+      this.#previous = chunk;
+      this.chunks.push(chunk.slice());
+      return true;
+    }
+    this.chunks.push(chunk);
     if (this.throwOnData) throw this.throwOnData;
   }
   onEnd(): void {

@@ -279,4 +279,66 @@ describe("FrameDecoder", () => {
       assert.ok(decoder.bytesCopied <= 2 * wire.length, `copied ${decoder.bytesCopied} of ${wire.length}`);
     });
   });
+
+  describe("recycleBodies", () => {
+    /**
+     * Two 3,000-byte frames filled with `first` and `first + 1`, in chunks that
+     * split each body, the second one starting only after the first is complete.
+     */
+    function splitPair(first: number): Uint8Array[] {
+      const wire = concat([encodeFrame(1, new Uint8Array(3000).fill(first)), encodeFrame(2, new Uint8Array(3000).fill(first + 1))]);
+      return [wire.subarray(0, 1000), wire.subarray(1000, 3004), wire.subarray(3004, 4000), wire.subarray(4000)];
+    }
+
+    function intact(bodies: readonly Uint8Array[]): void {
+      bodies.forEach((body, i) => assert.ok(body.length === 3000 && body.every((byte) => byte === i), `body ${i} intact`));
+    }
+
+    it("reuses a split body's buffer once it is released", () => {
+      const decoder = new FrameDecoder(undefined, { recycleBodies: true });
+      const bodies: Uint8Array[] = [];
+      for (const chunk of splitPair(0)) {
+        for (const frame of decoder.push(chunk)) bodies.push(frame.body);
+        decoder.releaseBodies();
+      }
+      assert.equal(bodies.length, 2);
+      assert.ok(bodies[1]!.buffer === bodies[0]!.buffer, "the second body was reassembled in the first one's buffer");
+      assert.ok(bodies[1]!.every((byte) => byte === 1));
+    });
+
+    it("never reuses a body that was not released right after the decode that produced it", () => {
+      const decoder = new FrameDecoder(undefined, { recycleBodies: true });
+      const kept: Uint8Array[] = [];
+      for (let round = 0; round < 10; round++) {
+        const chunks = splitPair(round * 2);
+        for (const [i, chunk] of chunks.entries()) {
+          for (const frame of decoder.push(chunk)) kept.push(frame.body);
+          // Released only after decodes that completed no body: too late for the ones kept.
+          if (i === 2) decoder.releaseBodies();
+        }
+      }
+      intact(kept);
+      assert.equal(new Set(kept.map((body) => body.buffer)).size, kept.length, "every body has memory of its own");
+    });
+
+    it("leaves every body alone without the option, and small split bodies with it", () => {
+      const plain = new FrameDecoder();
+      const bodies: Uint8Array[] = [];
+      for (let round = 0; round < 4; round++) {
+        for (const chunk of splitPair(round * 2)) {
+          for (const frame of plain.push(chunk)) bodies.push(frame.body);
+          plain.releaseBodies(); // does nothing without recycleBodies
+        }
+      }
+      intact(bodies);
+      const small = new FrameDecoder(undefined, { recycleBodies: true });
+      const wire = concat([encodeFrame(1, new Uint8Array(500).fill(1)), encodeFrame(2, new Uint8Array(500).fill(2))]);
+      const [a] = small.push(wire.subarray(0, 300)).concat(small.push(wire.subarray(300, 504)));
+      small.releaseBodies();
+      small.push(wire.subarray(504, 700));
+      const [b] = small.push(wire.subarray(700));
+      assert.ok(a!.body.every((byte) => byte === 1), "a small body stays on the slab, never reused");
+      assert.ok(b!.body.every((byte) => byte === 2));
+    });
+  });
 });

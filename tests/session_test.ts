@@ -37,7 +37,7 @@ interface Harness {
 
 function harness(
   handler: (request: Request) => void | Promise<void>,
-  options: SessionOptions = {},
+  options: SessionOptions & { borrowBodies?: boolean } = {},
   layout: FrameLayout = FrameLayout.DEFAULT,
   onError?: (error: unknown, request: Request) => void,
 ): Harness {
@@ -55,7 +55,10 @@ function harness(
       closes.push(error === undefined ? { reason } : { reason, error });
     },
   };
-  const resolved: ResolvedSessionOptions = resolveSessionOptions({ ...options, clock });
+  const resolved: ResolvedSessionOptions = {
+    ...resolveSessionOptions({ ...options, clock }),
+    borrowBodies: options.borrowBodies === true,
+  };
   const session = new TransportSession(connection, layout, resolved, owner);
   session.start();
   return {
@@ -425,5 +428,52 @@ describe("Session", () => {
     assert.throws(() => resolveSessionOptions({ highWaterMark: -1 }), /Invalid option "highWaterMark"/);
     assert.throws(() => resolveSessionOptions({ highWaterMark: 10, lowWaterMark: 20 }), /Invalid option "lowWaterMark": 20 exceeds highWaterMark 10/);
     assert.throws(() => resolveSessionOptions({ highWaterMark: 100, hardLimit: 50 }), /Invalid option "hardLimit"/);
+  });
+
+  describe("memory reuse", () => {
+    it("with borrowBodies, hands a chunk back only once its frames are handled and their replies written", async () => {
+      const h = harness(echo, { borrowBodies: true });
+      h.connection.holdsWrites = true;
+      assert.equal(h.connection.receive(frame(1, "a")), true, "replied and written: nothing refers to the chunk");
+      // The write is still in flight: this chunk's reply waits for the drain and refers to the chunk.
+      assert.equal(h.connection.receive(frame(2, "b")), false, "a queued reply still refers to it");
+      h.connection.drain(); // sends "1:a"; the session then writes "2:b"
+      h.connection.drain();
+      assert.deepEqual(h.sent(), ["1:a", "2:b"]);
+
+      const slow = harness(async (request) => {
+        await turn();
+        request.reply(request.body);
+      }, { borrowBodies: true });
+      assert.equal(slow.connection.receive(frame(3, "c")), false, "an async handler still holds its body");
+      await turn();
+      await turn();
+      assert.deepEqual(slow.sent(), ["3:c"]);
+    });
+
+    it("never hands a chunk back without borrowBodies, except while discarding input when closing", () => {
+      const h = harness(echo);
+      assert.equal(h.connection.receive(frame(1, "a")), false);
+      h.session.beginClose("closed-by-app", true);
+      assert.equal(h.connection.receive(frame(2, "b")), true, "discarded input is referred to by nothing");
+    });
+
+    it("does not rewrite a large flush another session's transport still holds", () => {
+      const a = harness(echo);
+      const b = harness(echo);
+      a.connection.holdsWrites = true;
+      b.connection.holdsWrites = true;
+      const body = (fill: number) => new Uint8Array(3000).fill(fill);
+      a.connection.receive(concat([encodeFrame(1, body(1)), encodeFrame(1, body(1))]));
+      b.connection.receive(concat([encodeFrame(2, body(2)), encodeFrame(2, body(2))]));
+      a.connection.drain();
+      b.connection.drain();
+      // Once drained, a's buffer is free again: its next flush may reuse it.
+      a.connection.receive(concat([encodeFrame(3, body(3)), encodeFrame(3, body(3))]));
+      a.connection.drain();
+      const bodies = (h: Harness) => new FrameDecoder().push(h.connection.written()).map((f) => `${f.id}:${f.body.every((x) => x === f.id)}`);
+      assert.deepEqual(bodies(a), ["1:true", "1:true", "3:true", "3:true"]);
+      assert.deepEqual(bodies(b), ["2:true", "2:true"]);
+    });
   });
 });

@@ -162,6 +162,8 @@ export async function startServer(config: ServeConfig, logger: Logger, reusePort
     lowWaterMark: config.lowWaterMark,
     hardLimit: config.hardLimit,
     router: app.router,
+    // Its handlers copy what they reply and keep nothing.
+    borrowBodies: true,
     onError: app.onError,
     onSessionOpen: () => {
       served++;

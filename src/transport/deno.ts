@@ -11,8 +11,10 @@
  * - **The caller supplies the read buffer, and owns what it gets.** Reads go
  *   into 64 KiB slabs shared by all connections of the process: each read takes
  *   the next unused region of the current slab and hands the bytes read to
- *   `onData` as a view of it; a region is never read into twice, and a new slab
- *   is allocated once less than 16 KiB (and less than the read wants) remain.
+ *   `onData` as a view of it; a region is never read into twice (unless `onData`
+ *   returned `true`: then the next read goes into the same bytes, as a raw
+ *   echo's reused buffer does), and a new slab is allocated once less than
+ *   16 KiB (and less than the read wants) remain.
  *   The read size adapts per connection between 4 KiB and 64 KiB (it doubles
  *   when a read fills its region and halves when reads come back small), and
  *   the unused tail of the latest region goes back to the slab. So idle
@@ -313,7 +315,8 @@ class DenoConnection implements Connection {
       while (this.#paused && !this.#closed) await this.#resumed();
       if (this.#closed) return;
       try {
-        this.#handlers!.onData(chunk);
+        // Returned true: nothing refers to the chunk, so the next read reuses its bytes.
+        if (this.#handlers!.onData(chunk) === true) this.#returnTail(chunk, 0);
       } catch (error) {
         this.#close(asError(error));
       }

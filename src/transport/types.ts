@@ -8,7 +8,9 @@
  *
  * - **Chunks are owned by the receiver.** A chunk passed to `onData` is never
  *   reused or overwritten by the adapter, so frames decoded as views of it stay
- *   valid for as long as they are referenced.
+ *   valid for as long as they are referenced, unless `onData` returns `true`
+ *   (the receiver kept no reference): then the adapter may read into the same
+ *   memory again (Deno's does; Node and Bun allocate every chunk themselves).
  * - **`write` takes the whole buffer.** Whatever the OS does not take at once
  *   (Deno's and Bun's writes may be partial) the adapter keeps and sends, in
  *   order, before anything written later. The caller must not modify the buffer
@@ -34,8 +36,12 @@ export interface SocketAddress {
 
 /** Callbacks a connection delivers its events to. Set once with {@link Connection.start}. */
 export interface ConnectionHandlers {
-  /** Bytes arrived. The chunk belongs to the receiver from now on. */
-  onData(chunk: Uint8Array): void;
+  /**
+   * Bytes arrived. The chunk belongs to the receiver from now on, unless this
+   * returns `true`: nothing refers to the chunk any more (the receiver copied
+   * what it keeps), so the adapter may read into its memory again.
+   */
+  onData(chunk: Uint8Array): boolean | void;
   /** The peer half-closed its sending side (FIN). Writing is still possible. */
   onEnd(): void;
   /** Everything written so far has left the adapter's own backlog. */
@@ -61,10 +67,11 @@ export interface Connection {
   start(handlers: ConnectionHandlers): void;
   /**
    * Send bytes, in order after everything written before. The adapter owns the
-   * buffer from now on, with one exception: when {@link Connection.backlog}
-   * is 0 as `write` returns, every byte was handed to the OS and the adapter
-   * keeps no reference, so the caller may reuse the buffer at once (the
-   * session does, to encode every flush into the same memory).
+   * buffer until {@link Connection.backlog} is 0 again: then every byte
+   * written so far was handed to the OS and the adapter keeps no reference to
+   * any buffer it was given, so the caller may reuse them. That is at once
+   * when `backlog` is 0 as `write` returns, else when `onDrain` fires (the
+   * session does both, to encode its flushes into the same memory).
    *
    * @returns `false` when the caller should wait for `onDrain` before writing
    * more (the adapter holds a backlog), `true` otherwise.
