@@ -111,7 +111,13 @@ async function main(): Promise<void> {
   const seconds = Number(values.seconds);
   const connections = Array.from({ length: 16 }, () => new MemoryConnection());
   const app = createBundledApp(new FrameLayout());
-  const server = await serve({ port: 0, transport: memoryTransport(connections), router: app.router, onError: app.onError });
+  const server = await serve({
+    port: 0,
+    transport: memoryTransport(connections),
+    router: app.router,
+    onError: app.onError,
+    borrowBodies: true, // as `tlvkit serve` runs it
+  });
   const encoder = new FrameEncoder();
   console.log(`tlvkit hot path on ${detectRuntime()}: 16 sessions, in memory`);
   for (const c of CASES) {
