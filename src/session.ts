@@ -227,6 +227,9 @@ const outputSlab = new ByteSlab(64 * 1024, 32 * 1024);
  */
 const SLAB_FLUSH_MAX = 4096;
 
+/** Fills released send-queue slots. */
+const EMPTY = new Uint8Array(0);
+
 /** Replies of one request, held back until every earlier request is done. */
 class ReplySlot {
   ids: number[] = [];
@@ -347,8 +350,15 @@ export class TransportSession implements Session {
   #closeError: Error | undefined;
 
   /** Frames queued and not yet flushed, as parallel arrays. */
+  /**
+   * The send queue: ids and bodies of the first `#queued` entries. The arrays
+   * are kept and overwritten, not replaced per flush: fewer short-lived
+   * objects for the garbage collector (on Bun, fewer full collections, whose
+   * bursts of freed read buffers the allocator hands back to the OS).
+   */
   #ids: number[] = [];
   #bodies: Uint8Array[] = [];
+  #queued = 0;
   /** Encoded size of the queued frames. */
   #queueBytes = 0;
   #flushScheduled = false;
@@ -591,14 +601,14 @@ export class TransportSession implements Session {
     this.#flushReceived();
     // Borrowed bodies: once every handler is done and every reply copied out,
     // nothing refers to the chunk or to the decoder's reassembly buffers.
-    if (!this.#options.borrowBodies || this.#ids.length > 0 || this.#pipeline.length > 0) return false;
+    if (!this.#options.borrowBodies || this.#queued > 0 || this.#pipeline.length > 0) return false;
     this.#decoder.releaseBodies();
     return true;
   }
 
   /** After a chunk: flush what its handlers queued, unless a flush is scheduled or a drain awaited. */
   #flushReceived(): void {
-    if (this.#ids.length > 0 && !this.#flushScheduled && !this.#waitingDrain) this.#flush();
+    if (this.#queued > 0 && !this.#flushScheduled && !this.#waitingDrain) this.#flush();
   }
 
   #armIdleTimer(ms: number): void {
@@ -714,8 +724,9 @@ export class TransportSession implements Session {
 
   #enqueue(id: number, body: Uint8Array): void {
     if (this.#state === CLOSED) return;
-    this.#ids.push(id);
-    this.#bodies.push(body);
+    const index = this.#queued++;
+    this.#ids[index] = id;
+    this.#bodies[index] = body;
     this.#queueBytes += this.#headerSize + body.length;
     if (!this.#flushScheduled && !this.#waitingDrain && !this.#receiving) {
       this.#flushScheduled = true;
@@ -729,7 +740,8 @@ export class TransportSession implements Session {
   /** Write every queued frame in one buffer. */
   #flush(): void {
     this.#flushScheduled = false;
-    if (this.#waitingDrain || this.#state === CLOSED || this.#ids.length === 0) return;
+    if (this.#waitingDrain || this.#state === CLOSED || this.#queued === 0) return;
+    const count = this.#queued;
     const ids = this.#ids;
     const bodies = this.#bodies;
     const connection = this.#connection;
@@ -749,8 +761,9 @@ export class TransportSession implements Session {
     const lengthBytes = this.#lengthBytes;
     const little = this.#littleEndian;
     let offset = 0;
-    for (let i = 0; i < ids.length; i++) {
+    for (let i = 0; i < count; i++) {
       const body = bodies[i]!;
+      bodies[i] = EMPTY; // keep no received chunk alive
       const length = body.length;
       writeField(out, offset, idBytes, ids[i]!, little);
       writeField(out, offset + idBytes, lengthBytes, length, little);
@@ -758,10 +771,9 @@ export class TransportSession implements Session {
       if (length !== 0) out.set(body, offset);
       offset += length;
     }
-    this.counters.framesOut += ids.length;
+    this.counters.framesOut += count;
     this.counters.bytesOut += out.length;
-    this.#ids = [];
-    this.#bodies = [];
+    this.#queued = 0;
     this.#queueBytes = 0;
     if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
     if (!connection.write(out)) this.#waitingDrain = true;
@@ -788,7 +800,7 @@ export class TransportSession implements Session {
     this.#waitingDrain = false;
     this.#drains++;
     if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
-    if (this.#ids.length > 0) this.#flush();
+    if (this.#queued > 0) this.#flush();
     else {
       this.#updateReading();
       this.#maybeFinishClosing();
@@ -819,7 +831,7 @@ export class TransportSession implements Session {
   /** In `closing`: once every reply owed is queued and flushed, half-close and linger. */
   #maybeFinishClosing(): void {
     if (this.#state !== CLOSING || this.#endSent) return;
-    if (this.#pipeline.length > 0 || this.#ids.length > 0) return;
+    if (this.#pipeline.length > 0 || this.#queued > 0) return;
     this.#endSent = true;
     if (this.#stallTimer !== undefined) {
       this.#options.clock.clearTimeout(this.#stallTimer);
@@ -857,6 +869,7 @@ export class TransportSession implements Session {
     this.#clearTimers();
     // Left to the garbage collector: an aborted transport may not be done with it.
     this.#inFlight = undefined;
+    this.#queued = 0;
     this.#ids = [];
     this.#bodies = [];
     this.#queueBytes = 0;
