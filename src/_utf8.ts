@@ -12,6 +12,8 @@
 import { ByteSlab } from "./_byte_slab.ts";
 
 const encoder = new TextEncoder();
+const lenient = new TextDecoder();
+const strict = new TextDecoder("utf-8", { fatal: true });
 /** Texts whose worst case (3 bytes per UTF-16 unit) exceeds this get a buffer of their own. */
 const SLAB_MAX_TEXT = 16 * 1024;
 const textSlab = new ByteSlab(64 * 1024, SLAB_MAX_TEXT);
@@ -28,4 +30,19 @@ export function encodeUtf8(text: string): Uint8Array {
   const region = textSlab.take(worst);
   const { written } = encoder.encodeInto(text, region);
   return textSlab.trim(region, written);
+}
+
+/**
+ * `bytes` decoded as UTF-8, refusing malformed input like a `fatal` decoder.
+ * Decoding leniently and looking for U+FFFD is much cheaper on Deno, whose
+ * fatal decoder takes a slow path (256 ns against 123 for a 60-byte body);
+ * only a text that holds U+FFFD, malformed or not, is decoded again strictly.
+ *
+ * @param bytes UTF-8 bytes (a leading BOM is dropped, as `TextDecoder` does).
+ * @returns The text.
+ * @throws {TypeError} When `bytes` is not valid UTF-8.
+ */
+export function decodeUtf8(bytes: Uint8Array): string {
+  const text = lenient.decode(bytes);
+  return text.includes("\uFFFD") ? strict.decode(bytes) : text;
 }

@@ -44,6 +44,13 @@ function replyError(request: Request, layout: FrameLayout, reason: string): void
   request.reply(body, errorId);
 }
 
+/**
+ * Characters JSON.stringify escapes in a string (quote, backslash, controls)
+ * or may (surrogates: lone ones are escaped); any of them, and the reply's data
+ * goes through JSON.stringify.
+ */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
 function hello(request: Request, layout: FrameLayout): void {
   let text: string;
   try {
@@ -79,7 +86,10 @@ function hello(request: Request, layout: FrameLayout): void {
   let replyText: string;
   if (keys.length === 2 && keys[0] === "id" && keys[1] === "data") {
     // The usual greeting: the same JSON.stringify would give, without building an object.
-    replyText = `{"id":${id},"data":${JSON.stringify(HELLO_REPLY_PREFIX + data)}}`;
+    // Data that JSON.stringify would not escape is quoted as it is.
+    replyText = NEEDS_ESCAPE.test(data)
+      ? `{"id":${id},"data":${JSON.stringify(HELLO_REPLY_PREFIX + data)}}`
+      : `{"id":${id},"data":"${HELLO_REPLY_PREFIX}${data}"}`;
   } else {
     const reply: Record<string, unknown> = {};
     for (const key of keys) {

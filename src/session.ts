@@ -14,7 +14,7 @@ import { ByteSlab } from "./_byte_slab.ts";
 import { FrameEncoder } from "./frame_encoder.ts";
 import type { FrameLayout } from "./frame_layout.ts";
 import type { Connection, SocketAddress } from "./transport/types.ts";
-import { encodeUtf8 } from "./_utf8.ts";
+import { decodeUtf8, encodeUtf8 } from "./_utf8.ts";
 
 /** Flow-control and lifetime options of a session. */
 export interface SessionOptions {
@@ -206,7 +206,6 @@ const CLOSING = 1;
 const CLOSED = 2;
 const STATE_NAMES: readonly SessionState[] = ["open", "closing", "closed"];
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 let nextSessionId = 1;
 
@@ -255,7 +254,7 @@ class SessionRequest implements Request {
   }
 
   text(): string {
-    return strictUtf8.decode(this.body);
+    return decodeUtf8(this.body);
   }
 }
 

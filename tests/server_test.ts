@@ -82,7 +82,7 @@ describe("serve with the bundled application", () => {
   it("answers a plain {id, data} HELLO exactly as JSON.stringify would, whatever the data holds", async () => {
     const server = await bundled();
     const c = await client(server);
-    const datas = ["", 'quote " backslash \\ slash /', "tab\tnewline\n\u0001", "héllo wörld ✓ 😀", "\u2028\u2029", "x".repeat(5000)];
+    const datas = ["", 'quote " backslash \\ slash /', "tab\tnewline\n\u0001", "héllo wörld ✓ 😀", "\u2028\u2029", "lone \ud800 and \udfff surrogates", "\u001f\u007f", "x".repeat(5000)];
     for (const [i, data] of datas.entries()) {
       for (const request of [{ id: i, data }, { data, id: i }]) {
         const reply = await c.request(1001, JSON.stringify(request));
