@@ -143,8 +143,9 @@ export interface Request {
   /** The frame's message id. */
   readonly id: number;
   /**
-   * The frame's body. It stays valid as long as you reference it (the
-   * transport never reuses received memory).
+   * The frame's body. It stays valid as long as you reference it, unless the
+   * server runs with `borrowBodies`: then only until the handler returns (or
+   * its promise settles); keep a copy (`body.slice()`) to use it later.
    */
   readonly body: Uint8Array;
   /** The session the frame arrived on. */
