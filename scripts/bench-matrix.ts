@@ -625,7 +625,12 @@ ${markdownTable(memory.header, memory.rows, 2)}
   pipelined, so it includes queueing behind up to window − 1 other frames.
 - The machine is shared with whatever else runs: compare ratios (each pair ran
   back to back on the same machine) rather than absolute figures across
-  machines, and rerun when the spread of a ratio is wide.
+  machines, and rerun when the spread of a ratio is wide. The machine these
+  figures come from has phases in which the same server costs two to four
+  times more CPU per frame (raw and tlvkit alike; seen most at 4 KiB on Node,
+  where a raw echo went from 4.5 to 15–20 µs per frame): a ratio from such a
+  round compares two slowed servers and says little. Its absolute figures
+  show it.
 `;
 }
 
