@@ -71,8 +71,8 @@ export interface ServerOptions extends FrameLayoutOptions, SessionOptions {
    * chunk into the same memory once every frame of a chunk is handled and its
    * replies are copied out, instead of into fresh memory: on Deno this halves
    * the CPU of a 4 KiB echo. (On Node and Bun the runtime allocates every chunk
-   * itself; there it changes nothing.) `tlvkit serve` sets it: its handlers
-   * keep nothing.
+   * itself; there only bodies split across chunks are reassembled in reused
+   * memory.) `tlvkit serve` sets it: its handlers keep nothing.
    * @default {false}
    */
   borrowBodies?: boolean;

@@ -207,7 +207,6 @@ const CLOSING = 1;
 const CLOSED = 2;
 const STATE_NAMES: readonly SessionState[] = ["open", "closing", "closed"];
 
-
 let nextSessionId = 1;
 
 /**
@@ -229,6 +228,9 @@ const SLAB_FLUSH_MAX = 4096;
 
 /** Fills released send-queue slots. */
 const EMPTY = new Uint8Array(0);
+
+/** Send-queue arrays longer than this are replaced after a flush instead of kept. */
+const KEPT_QUEUE_LENGTH = 1024;
 
 /** Replies of one request, held back until every earlier request is done. */
 class ReplySlot {
@@ -349,10 +351,10 @@ export class TransportSession implements Session {
   #reason: CloseReason | undefined;
   #closeError: Error | undefined;
 
-  /** Frames queued and not yet flushed, as parallel arrays. */
   /**
-   * The send queue: ids and bodies of the first `#queued` entries. The arrays
-   * are kept and overwritten, not replaced per flush: fewer short-lived
+   * Frames queued and not yet flushed, as parallel arrays: ids and bodies of
+   * the first `#queued` entries. The arrays are kept and overwritten, not
+   * replaced per flush (unless a backlog made them long): fewer short-lived
    * objects for the garbage collector (on Bun, fewer full collections, whose
    * bursts of freed read buffers the allocator hands back to the OS).
    */
@@ -774,6 +776,11 @@ export class TransportSession implements Session {
     this.counters.framesOut += count;
     this.counters.bytesOut += out.length;
     this.#queued = 0;
+    if (count > KEPT_QUEUE_LENGTH) {
+      // A long queue (a backlog drained at once): let its arrays go.
+      this.#ids = [];
+      this.#bodies = [];
+    }
     this.#queueBytes = 0;
     if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
     if (!connection.write(out)) this.#waitingDrain = true;
