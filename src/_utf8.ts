@@ -1,5 +1,5 @@
 /**
- * UTF-8 encoding for frame bodies. `TextEncoder.encode` allocates a new
+ * UTF-8 for frame bodies, both ways. `TextEncoder.encode` allocates a new
  * off-heap buffer per call, which on V8 (Node.js, Deno) costs about a
  * microsecond, more than encoding a short JSON reply; `encodeInto` a region of
  * a shared slab costs a tenth of that. Bodies made here are copied into the

@@ -46,15 +46,16 @@ export class Recorder implements ConnectionHandlers {
     if (this.closes > 0) this.eventsAfterClose++;
     this.bytes += chunk.length;
     this.events.push("data");
-    if (this.copyAndRelease) {
-      const previous = this.#previous;
-      if (previous?.buffer === chunk.buffer && previous.byteOffset === chunk.byteOffset) this.reusedChunks++;
-      this.#previous = chunk;
-      this.chunks.push(chunk.slice());
-      return true;
+    if (!this.copyAndRelease) {
+      this.chunks.push(chunk);
+      if (this.throwOnData) throw this.throwOnData;
+      return;
     }
-    this.chunks.push(chunk);
-    if (this.throwOnData) throw this.throwOnData;
+    const previous = this.#previous;
+    if (previous?.buffer === chunk.buffer && previous.byteOffset === chunk.byteOffset) this.reusedChunks++;
+    this.#previous = chunk;
+    this.chunks.push(chunk.slice());
+    return true;
   }
   onEnd(): void {
     if (this.closes > 0) this.eventsAfterClose++;

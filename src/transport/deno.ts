@@ -8,19 +8,17 @@
  *   bytes than asked for, or `null` at the peer's FIN, so each connection runs
  *   one read loop, started by `start()` (nothing is read before, so nothing is
  *   lost). `null` becomes `onEnd`, once; the loop then stops.
- * - **The caller supplies the read buffer, and owns what it gets.** Reads go
- *   into 64 KiB slabs shared by all connections of the process: each read takes
- *   the next unused region of the current slab and hands the bytes read to
- *   `onData` as a view of it; a region is never read into twice (unless `onData`
- *   returned `true`: then the next read goes into the same bytes, as a raw
- *   echo's reused buffer does), and a new slab is allocated once less than
- *   16 KiB (and less than the read wants) remain.
+ * - **The caller supplies the read buffer, and owns what it gets.** Each
+ *   connection reads into slabs of its own: each read takes the next unused
+ *   region of the current slab and hands the bytes read to `onData` as a view
+ *   of it; a region is never read into twice (unless `onData` returned `true`:
+ *   then the next read goes into the same bytes, as a raw echo's reused buffer
+ *   does), and the unused tail of the latest region goes back to the slab.
  *   The read size adapts per connection between 4 KiB and 64 KiB (it doubles
  *   when a read fills its region and halves when reads come back small), and
- *   the unused tail of the latest region goes back to the slab. So idle
- *   connections, each with one read pending, share slabs (4 KiB each at rest)
- *   instead of holding 64 KiB each. Chunks of different connections may thus
- *   share one `ArrayBuffer`: use the view, never `chunk.buffer` as a whole.
+ *   a slab is sized from it (up to four reads, at most 64 KiB), so an idle
+ *   connection, its one read pending at the minimum size, holds 4 KiB instead
+ *   of 64. A chunk is a view: use it, never `chunk.buffer` as a whole.
  * - **There is no pause.** `pause()` stops issuing reads; a read already
  *   pending when it is called keeps its bytes (or the FIN) until `resume()`.
  * - **Closing rejects what is pending.** A read, write or `closeWrite` pending
