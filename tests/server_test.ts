@@ -105,6 +105,8 @@ describe("serve with the bundled application", () => {
 
   const badHellos: Array<[string, Uint8Array]> = [
     ["a body that is not UTF-8", Uint8Array.of(0x7b, 0xff, 0xfe, 0x7d)],
+    // Decoded leniently, this would be valid JSON with U+FFFD in "data".
+    ["JSON whose data string holds a byte that is not UTF-8", Uint8Array.from([...utf8.encode('{"id": 5, "data": "a'), 0xff, ...utf8.encode('b"}')])],
     ["a body that is not JSON", utf8.encode("{id: 1}")],
     ["a JSON array", utf8.encode("[1, 2]")],
     ["a JSON string", utf8.encode('"hi"')],
