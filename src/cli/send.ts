@@ -8,6 +8,7 @@ import process from "node:process";
 import { HELLO_ID } from "../bundled_app.ts";
 import { connect } from "../client.ts";
 import type { Frame } from "../frame_decoder.ts";
+import { decodeUtf8 } from "../_utf8.ts";
 import {
   answeredHelpOrVersion,
   integerOption,
@@ -55,8 +56,6 @@ const SEND_OPTIONS = {
   ...STANDARD_OPTIONS,
 } as const;
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-
 function hexBody(text: string): Uint8Array {
   const clean = text.replace(/[\s:]/g, "").replace(/^0x/i, "");
   if (clean.length % 2 !== 0 || /[^0-9a-f]/i.test(clean)) {
@@ -71,7 +70,7 @@ function hexBody(text: string): Uint8Array {
 export function formatReply(frame: Frame): string {
   let text: string | undefined;
   try {
-    text = strictUtf8.decode(frame.body);
+    text = decodeUtf8(frame.body);
   } catch {
     text = undefined;
   }
