@@ -36,6 +36,8 @@ export class Recorder implements ConnectionHandlers {
    * keeps no reference), counting chunks that reuse the previous one's memory.
    */
   copyAndRelease = false;
+  /** With `copyAndRelease`: every chunk whose index is a multiple of this is kept as it is (`onData` returns nothing). */
+  keepEvery = 0;
   reusedChunks = 0;
   #previous: Uint8Array | undefined;
   readonly closed = deferred();
@@ -53,6 +55,11 @@ export class Recorder implements ConnectionHandlers {
     }
     const previous = this.#previous;
     if (previous?.buffer === chunk.buffer && previous.byteOffset === chunk.byteOffset) this.reusedChunks++;
+    if (this.keepEvery > 0 && this.chunks.length % this.keepEvery === 0) {
+      this.#previous = undefined;
+      this.chunks.push(chunk);
+      return;
+    }
     this.#previous = chunk;
     this.chunks.push(chunk.slice());
     return true;
