@@ -53,6 +53,19 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
     await within(serverRec.closed.promise, 5000, "close");
   });
 
+  it("carries 24 MiB each way when both ends write at once, more than the kernel buffers hold (no deadlock)", async () => {
+    const { client, clientRec, server, serverRec } = await harness.pair();
+    const up = pattern(24 * 1024 * 1024, 3);
+    const down = pattern(24 * 1024 * 1024, 5);
+    client.write(up);
+    server.write(down);
+    await until(() => serverRec.bytes === up.length && clientRec.bytes === down.length, 30000, "24 MiB each way");
+    assert.deepEqual(serverRec.joined(), up);
+    assert.deepEqual(clientRec.joined(), down);
+    client.abort();
+    server.abort();
+  });
+
   it("never reuses a received chunk: chunks kept without copying still hold what arrived", async () => {
     const { client, server, serverRec } = await harness.pair();
     const data = pattern(2 * 1024 * 1024, 11);
