@@ -9,16 +9,10 @@
  *   one read loop, started by `start()` (nothing is read before, so nothing is
  *   lost). `null` becomes `onEnd`, once; the loop then stops.
  * - **The caller supplies the read buffer, and owns what it gets.** Each
- *   connection reads into slabs of its own: each read takes the next unused
- *   region of the current slab and hands the bytes read to `onData` as a view
- *   of it; a region is never read into twice (unless `onData` returned `true`:
- *   then the next read goes into the same bytes, as a raw echo's reused buffer
- *   does), and the unused tail of the latest region goes back to the slab.
- *   The read size adapts per connection between 4 KiB and 64 KiB (it doubles
- *   when a read fills its region and halves when reads come back small), and
- *   a slab is sized from it (up to four reads, at most 64 KiB), so an idle
- *   connection, its one read pending at the minimum size, holds 4 KiB instead
- *   of 64. A chunk is a view: use it, never `chunk.buffer` as a whole.
+ *   connection reads into slabs of its own (`_read_regions.ts`, shared with
+ *   the Node adapter): a region is never read into twice unless `onData`
+ *   returned `true`, and the read size adapts between 4 KiB and 64 KiB. A
+ *   chunk is a view: use it, never `chunk.buffer` as a whole.
  * - **An accepted connection reads after it writes.** When `onData` returns
  *   with a write in progress (the replies to the chunk), the next read waits
  *   until that write is done, as a raw echo's read/write loop does: a read
@@ -67,6 +61,7 @@
 
 import type { DenoApi, DenoConn, DenoListener, DenoNetAddr } from "./_deno_types.ts";
 import { runtimeGlobal } from "./_runtime_global.ts";
+import { ReadRegions } from "./_read_regions.ts";
 import { formatHostPort, socketAddress } from "./_socket_address.ts";
 import { errorCode, type SocketError, socketError } from "./_socket_error.ts";
 import type {
@@ -82,14 +77,6 @@ import type {
 
 const deno = runtimeGlobal<DenoApi>("Deno");
 
-/** Size of a read slab. */
-const SLAB_SIZE = 64 * 1024;
-/** A new slab is taken when less than this remains (and less than a read wants). */
-const SLAB_REFILL_BELOW = 16 * 1024;
-/** Smallest and initial read size of a connection. */
-const MIN_READ = 4 * 1024;
-/** Largest read size of a connection. */
-const MAX_READ = 64 * 1024;
 /** Queued buffers smaller than this are merged into one write... */
 const COALESCE_BELOW = 16 * 1024;
 /** ...of at most this many bytes. */
@@ -176,9 +163,7 @@ class DenoConnection implements Connection {
   readonly #onLoopError = (error: unknown): void => this.#close(asError(error));
 
   // Reading.
-  #readSize = MIN_READ;
-  #slab: Uint8Array = EMPTY;
-  #slabUsed = 0;
+  readonly #regions = new ReadRegions();
   #paused = false;
   /** Resolves the promise the read loop waits on while paused. */
   #wake: (() => void) | undefined;
@@ -270,34 +255,6 @@ class DenoConnection implements Connection {
     }
   }
 
-  /**
-   * A region of about `want` bytes to read into, from this connection's own
-   * slab: one read is pending at a time per connection, so the unused tail of
-   * every read comes back and regions are packed without gaps. The slab is
-   * sized from the read size, so an idle connection (reads shrunk to the
-   * minimum) holds little.
-   */
-  #takeRegion(want: number): Uint8Array {
-    let free = this.#slab.length - this.#slabUsed;
-    if (free < want && free < SLAB_REFILL_BELOW) {
-      // A connection still at the minimum read size (new, idle or sending
-      // little) gets a slab of just that; a busy one gets room for several reads.
-      this.#slab = new Uint8Array(want === MIN_READ ? MIN_READ : Math.min(SLAB_SIZE, want * 4));
-      this.#slabUsed = 0;
-      free = this.#slab.length;
-    }
-    const start = this.#slabUsed;
-    this.#slabUsed += want < free ? want : free;
-    return this.#slab.subarray(start, this.#slabUsed);
-  }
-
-  /** Give back the part of `region` after its first `used` bytes. */
-  #returnTail(region: Uint8Array, used: number): void {
-    if (region.buffer === this.#slab.buffer && region.byteOffset + region.length === this.#slabUsed) {
-      this.#slabUsed = region.byteOffset + used;
-    }
-  }
-
   async #readLoop(): Promise<void> {
     const conn = this.#conn;
     while (!this.#closed) {
@@ -305,36 +262,30 @@ class DenoConnection implements Connection {
         await this.#resumed();
         continue;
       }
-      const want = this.#readSize;
-      const region = this.#takeRegion(want);
+      const regions = this.#regions;
+      const region = regions.take();
       let read: number | null;
       try {
         read = await conn.read(region);
       } catch (error) {
-        this.#returnTail(region, 0);
+        regions.unused(region);
         this.#readFailed(error);
         return;
       }
       if (read === null || read === 0) {
-        this.#returnTail(region, 0);
+        regions.unused(region);
         // A FIN read while paused waits, like data, for resume().
         while (this.#paused && !this.#closed) await this.#resumed();
         if (!this.#closed) this.#deliverEnd();
         return;
       }
-      this.#returnTail(region, read);
-      if (read === region.length) {
-        if (read === want && want < MAX_READ) this.#readSize = want * 2;
-      } else if (read < want >>> 2 && want > MIN_READ) {
-        this.#readSize = want >>> 1;
-      }
-      const chunk = read === region.length ? region : region.subarray(0, read);
+      const chunk = regions.filled(region, read);
       // Bytes read while paused are kept until resume().
       while (this.#paused && !this.#closed) await this.#resumed();
       if (this.#closed) return;
       try {
         // Returned true: nothing refers to the chunk, so the next read reuses its bytes.
-        if (this.#handlers!.onData(chunk) === true) this.#returnTail(chunk, 0);
+        if (this.#handlers!.onData(chunk) === true) regions.release(chunk);
       } catch (error) {
         this.#close(asError(error));
       }

@@ -10,8 +10,8 @@
  *   reused or overwritten by the adapter, so frames decoded as views of it stay
  *   valid for as long as they are referenced, unless `onData` returns `true`
  *   (the receiver kept no reference): then the adapter may read into the same
- *   memory again (Deno's reads into it; Bun's copies later chunks into it; Node
- *   allocates every chunk itself).
+ *   memory again (Node's and Deno's read into it, Bun's copies later chunks
+ *   into it).
  * - **`write` takes the whole buffer.** Whatever the OS does not take at once
  *   (Deno's and Bun's writes may be partial) the adapter keeps and sends, in
  *   order, before anything written later. The caller must not modify the buffer

@@ -1,0 +1,92 @@
+/**
+ * Memory for one connection's reads, for adapters whose runtime reads into a
+ * buffer the caller supplies (Deno's `conn.read`, Node's `onread`). Each read
+ * takes the next unused region of the connection's current slab; the bytes
+ * read are handed on as a view of it, and the unused tail of the region goes
+ * back to the slab. A region is never read into twice, unless the receiver
+ * handed its chunk back ({@link ReadRegions.release}): then the next read goes
+ * into the same bytes, as a raw echo's one reused buffer does (reading into
+ * fresh memory cost a 4 KiB echo on Deno nearly twice the CPU).
+ *
+ * The read size adapts between 4 KiB and 64 KiB (it doubles when a read fills
+ * its region and halves when reads come back small), and a slab is sized from
+ * it (room for four reads, at most 64 KiB), so an idle connection, its one
+ * read pending at the minimum size, holds 4 KiB instead of 64.
+ *
+ * Only one read may be pending per connection: take a region, read into it,
+ * then call {@link ReadRegions.filled} (or {@link ReadRegions.unused}) before
+ * taking the next. Private to the adapters.
+ *
+ * @module
+ */
+
+/** Largest slab. */
+const SLAB_SIZE = 64 * 1024;
+/** A new slab is taken when less than this remains (and less than a read wants). */
+const SLAB_REFILL_BELOW = 16 * 1024;
+/** Smallest and initial read size. */
+const MIN_READ = 4 * 1024;
+/** Largest read size. */
+const MAX_READ = 64 * 1024;
+
+const EMPTY = new Uint8Array(0);
+
+/** The read buffers of one connection. */
+export class ReadRegions {
+  #readSize = MIN_READ;
+  #slab: Uint8Array = EMPTY;
+  #slabUsed = 0;
+
+  /** A region of the current read size (or what is left of the slab) to read into next. */
+  take(): Uint8Array {
+    const want = this.#readSize;
+    let free = this.#slab.length - this.#slabUsed;
+    if (free < want && free < SLAB_REFILL_BELOW) {
+      // A connection still at the minimum read size (new, idle or sending
+      // little) gets a slab of just that; a busy one gets room for several reads.
+      this.#slab = new Uint8Array(want === MIN_READ ? MIN_READ : Math.min(SLAB_SIZE, want * 4));
+      this.#slabUsed = 0;
+      free = this.#slab.length;
+    }
+    const start = this.#slabUsed;
+    this.#slabUsed += want < free ? want : free;
+    return this.#slab.subarray(start, this.#slabUsed);
+  }
+
+  /**
+   * `read` bytes (more than 0) arrived in `region`, the last one taken: keep
+   * them, give the rest back and adapt the read size.
+   *
+   * @returns The bytes read, a view of `region`.
+   */
+  filled(region: Uint8Array, read: number): Uint8Array {
+    this.#returnTail(region, read);
+    const want = this.#readSize;
+    if (read === region.length) {
+      if (read === want && want < MAX_READ) this.#readSize = want * 2;
+    } else if (read < want >>> 2 && want > MIN_READ) {
+      this.#readSize = want >>> 1;
+    }
+    return read === region.length ? region : region.subarray(0, read);
+  }
+
+  /** Nothing was read into `region`, the last one taken (end of stream, an error). */
+  unused(region: Uint8Array): void {
+    this.#returnTail(region, 0);
+  }
+
+  /**
+   * Nothing refers to `chunk`, the last one {@link ReadRegions.filled}
+   * returned, any more: the next read goes into its bytes.
+   */
+  release(chunk: Uint8Array): void {
+    this.#returnTail(chunk, 0);
+  }
+
+  /** Give back the part of `region` after its first `used` bytes, if it is the slab's last. */
+  #returnTail(region: Uint8Array, used: number): void {
+    if (region.buffer === this.#slab.buffer && region.byteOffset + region.length === this.#slabUsed) {
+      this.#slabUsed = region.byteOffset + used;
+    }
+  }
+}

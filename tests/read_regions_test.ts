@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ReadRegions } from "../src/transport/_read_regions.ts";
+
+/** Take a region and pretend the runtime read `bytes` into it (the whole region when "all"). */
+function read(regions: ReadRegions, amount: number | "all", fill = 1): Uint8Array {
+  const region = regions.take();
+  const bytes = amount === "all" ? region.length : amount;
+  assert.ok(bytes <= region.length, `a read of ${bytes} fits the ${region.length}-byte region`);
+  region.fill(fill, 0, bytes);
+  return regions.filled(region, bytes);
+}
+
+describe("ReadRegions", () => {
+  it("starts at 4 KiB and doubles while reads fill their region, up to 64 KiB", () => {
+    const regions = new ReadRegions();
+    const sizes: number[] = [];
+    for (let i = 0; i < 9; i++) {
+      const region = regions.take();
+      sizes.push(region.length);
+      regions.filled(region, region.length);
+    }
+    // The fifth region is what was left of a 64 KiB slab after the fourth.
+    assert.deepEqual(sizes, [4096, 8192, 16384, 32768, 32768, 65536, 65536, 65536, 65536]);
+  });
+
+  it("shrinks the read size back to 4 KiB when reads come back small", () => {
+    const regions = new ReadRegions();
+    for (let i = 0; i < 6; i++) read(regions, "all");
+    const sizes: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const region = regions.take();
+      sizes.push(region.length);
+      regions.filled(region, 10);
+    }
+    assert.ok(sizes[0]! > 4096, "grown first");
+    for (let i = 1; i < sizes.length; i++) assert.ok(sizes[i]! <= sizes[i - 1]!, `never grows on small reads: ${sizes}`);
+    assert.equal(sizes.at(-1), 4096);
+  });
+
+  it("never hands out bytes of a chunk that was not released, and reuses a released one", () => {
+    const regions = new ReadRegions();
+    for (let i = 0; i < 6; i++) read(regions, "all"); // room for several reads per slab
+    const kept = read(regions, 100, 7);
+    const next = regions.take();
+    assert.equal(next.buffer, kept.buffer, "same slab");
+    assert.ok(next.byteOffset >= kept.byteOffset + kept.length, "after the kept chunk");
+    next.fill(9);
+    assert.ok(kept.every((byte) => byte === 7), "the kept chunk is untouched");
+    const chunk = regions.filled(next, 50);
+    regions.release(chunk);
+    const again = regions.take();
+    assert.equal(again.buffer, chunk.buffer);
+    assert.equal(again.byteOffset, chunk.byteOffset, "the released chunk's bytes are read into again");
+    regions.unused(again);
+    assert.equal(regions.take().byteOffset, chunk.byteOffset, "an unused region comes back whole");
+  });
+
+  it("releasing an older chunk changes nothing (only the latest can come back)", () => {
+    const regions = new ReadRegions();
+    for (let i = 0; i < 6; i++) read(regions, "all"); // room for several reads per slab
+    const first = read(regions, 10, 1);
+    const second = read(regions, 10, 2);
+    assert.equal(second.buffer, first.buffer);
+    regions.release(first);
+    const next = regions.take();
+    assert.equal(next.buffer, second.buffer);
+    assert.ok(next.byteOffset >= second.byteOffset + second.length);
+    assert.ok(first.every((byte) => byte === 1) && second.every((byte) => byte === 2));
+  });
+});
