@@ -2,7 +2,7 @@
  * tlvkit against the ceiling, on every runtime: for Node.js, Deno and Bun it
  * runs tlvkit's `serve` and the raw unframed echo of `scripts/raw-echo/`
  * side by side, interleaved (raw, tlvkit, tlvkit, raw for each case within a
- * round, each figure the mean of its two runs; fresh servers every round),
+ * round, each figure the mean of its two runs; fresh servers for every case),
  * over several rounds, and reports medians:
  *
  * | case | connections × in flight | figure |
@@ -148,7 +148,7 @@ type CaseKey = LoadCase["key"];
 interface Round {
   load: Record<CaseKey, Partial<Record<ServerKind, LoadResult>>>;
   idle: Partial<Record<ServerKind, IdleResult>>;
-  /** VmHWM of each server at the end of the round, KiB. */
+  /** Highest VmHWM of each kind of server over the round (fresh servers per case), KiB. */
   peakRssKiB: Partial<Record<ServerKind, number>>;
 }
 
@@ -167,13 +167,25 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
   const result: Round = { load: { echo64: {}, echo4k: {}, hello: {} }, idle: {}, peakRssKiB: {} };
   const pin = canPin() ? 1 : undefined;
   const native = nativeGenerator(ROOT).path;
-  const servers: Partial<Record<ServerKind, ServerProcess>> = {};
-  try {
+  let servers: Partial<Record<ServerKind, ServerProcess>> = {};
+  const startPair = async (): Promise<void> => {
     const [raw, tlvkit] = await Promise.all([startServer("raw", runtime, pin), startServer("tlvkit", runtime, pin)]);
-    servers.raw = raw;
-    servers.tlvkit = tlvkit;
+    servers = { raw, tlvkit };
+  };
+  const stopPair = async (): Promise<void> => {
+    for (const kind of ["raw", "tlvkit"] as const) {
+      const peak = servers[kind] === undefined ? undefined : readStatusKiB(servers[kind]!.pid, "VmHWM");
+      if (peak !== undefined) result.peakRssKiB[kind] = Math.max(result.peakRssKiB[kind] ?? 0, peak);
+    }
+    await Promise.all([servers.raw?.stop(), servers.tlvkit?.stop()]);
+    servers = {};
+  };
+  try {
     const where = (kind: ServerKind, what: string): string => `${runtime} round ${round} ${what} ${kind}`;
-    // Idle sessions first, on fresh servers, so that the baseline is a server that has carried no load yet.
+    // Every case on fresh servers: a server's history (Node's raw echo once ran
+    // its 4 KiB case at 17-21 µs/frame after the idle and 64 B cases, against
+    // 5-7 fresh) must not weigh on one side. Idle sessions first.
+    await startPair();
     for (const kind of ["raw", "tlvkit"] as const) {
       const server = servers[kind]!;
       const idle = await runIdle({ host: server.host, port: server.port, count: options.idle, serverPid: server.pid, settleMs: options.settleMs });
@@ -182,6 +194,8 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
       log(`  ${where(kind, `${options.idle} idle`)}: ${fmt(idle.kibPerSession)} KiB/session (RSS ${fmt(idle.rssBeforeKiB / 1024)} → ${fmt(idle.rssAfterKiB / 1024)} MiB)`);
     }
     for (const loadCase of CASES) {
+      await stopPair();
+      await startPair();
       // A, B, B, A: a machine that drifts (or flips into a slower state) during
       // a case weighs on both servers alike, and each figure is the mean of two runs.
       const order = loadCase.servers.length > 1 ? [...loadCase.servers, ...[...loadCase.servers].reverse()] : loadCase.servers;
@@ -213,10 +227,7 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
         );
       }
     }
-    for (const kind of ["raw", "tlvkit"] as const) {
-      const peak = readStatusKiB(servers[kind]!.pid, "VmHWM");
-      if (peak !== undefined) result.peakRssKiB[kind] = peak;
-    }
+    await stopPair();
   } finally {
     await Promise.all([servers.raw?.stop(), servers.tlvkit?.stop()]);
     await stopAllServers();
@@ -577,10 +588,11 @@ node --import tsx scripts/bench.ts --server tlvkit --runtime node --idle 1000
 
 Each round starts a fresh raw server and a fresh tlvkit server for the runtime,
 measures ${options.idle} idle sessions on each (fresh servers, so the baseline
-has carried no load), then runs every load case against raw and tlvkit in turn
-(raw, tlvkit, tlvkit, raw for each echo case — each figure the mean of its two
-runs, so a machine that drifts during a case weighs on both alike — then HELLO
-on tlvkit): ${options.warmup} s of warm-up, then ${options.duration} s measured per run. ${options.rounds} round(s) per runtime.
+has carried no load), then runs every load case against raw and tlvkit in turn,
+on a fresh pair of servers per case (a server's history once slowed Node's raw
+echo 3–4×): raw, tlvkit, tlvkit, raw for each echo case — each figure the mean
+of its two runs, so a machine that drifts during a case weighs on both alike —
+then HELLO on tlvkit. ${options.warmup} s of warm-up, then ${options.duration} s measured per run. ${options.rounds} round(s) per runtime.
 
 ## Ratios
 
@@ -619,7 +631,7 @@ ${markdownTable(memory.header, memory.rows, 2)}
   having exchanged one 16-byte frame, minus RSS before they were opened,
   divided by their number. Garbage-collected heaps grow in steps, so this is
   approximate; "after closing" shows how much is given back right away.
-  \`peak RSS\` is \`VmHWM\` after all load cases of a round (start-up included;
+  \`peak RSS\` is the highest \`VmHWM\` over a round's load cases (start-up included;
   Node's includes the \`tsx\` loader).
 - **Latency** (p50/p99) is per frame round trip with the window's frames
   pipelined, so it includes queueing behind up to window − 1 other frames.

@@ -20,9 +20,10 @@
  * `net.Server` has no such option, so an accepted socket (created paused with
  * `pauseOnConnect`, before anything is read) hands its handle to a new
  * `net.Socket` built with `onread`, as Node's own `onconnection` builds it,
- * and the server's connection count follows the new socket (`_handle`,
- * `handle` and `_server` are Node internals that its own cluster and
- * child-process code rely on, stable since Node 12).
+ * and the server's connection count follows the new socket (`_handle`, the
+ * `handle` option and `_server` are Node internals, the ones Node's own
+ * `onconnection` uses; checked on Node 20, and covered by the transport tests
+ * on whichever Node runs them).
  *
  * @module
  */
