@@ -42,7 +42,7 @@ export class ByteSlab {
       this.#offset = 0;
     }
     const start = this.#offset;
-    const region = this.#slab.subarray(start, start + length);
+    const region = new Uint8Array(this.#slab.buffer, start, length);
     this.#offset = start + ((length + 7) & ~7);
     this.#last = region;
     this.#lastStart = start;

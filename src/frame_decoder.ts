@@ -202,6 +202,7 @@ export class FrameDecoder {
    */
   releaseBodies(): void {
     const lent = this.#lent;
+    if (lent.length === 0) return;
     for (let i = 0; i < lent.length; i++) givePooled(lent[i]!);
     lent.length = 0;
   }
@@ -318,6 +319,10 @@ export class FrameDecoder {
     const lengthBytes = this.#lengthBytes;
     const little = this.#littleEndian;
     const end = chunk.length;
+    // Views are made with the constructor, not subarray: on JSC (Bun) subarray
+    // took ~5 % of a 4 KiB echo's server CPU.
+    const buffer = chunk.buffer;
+    const base = chunk.byteOffset;
     let pos = 0;
 
     while (pos < end) {
@@ -349,7 +354,7 @@ export class FrameDecoder {
         pos += headerSize;
         if (end - pos >= length) {
           // Whole frame inside the chunk: hand out a view, copy nothing.
-          const body = chunk.subarray(pos, pos + length);
+          const body = new Uint8Array(buffer, base + pos, length);
           pos += length;
           onFrame(id, body);
           continue;

@@ -753,7 +753,7 @@ export class TransportSession implements Session {
     let out: Uint8Array;
     if (size > SLAB_FLUSH_MAX && this.#inFlight === undefined) {
       pooled = takePooled(size);
-      out = pooled.length === size ? pooled : pooled.subarray(0, size);
+      out = pooled.length === size ? pooled : new Uint8Array(pooled.buffer, pooled.byteOffset, size);
     } else {
       out = outputSlab.take(size);
     }

@@ -50,7 +50,8 @@ export class ReadRegions {
     }
     const start = this.#slabUsed;
     this.#slabUsed += want < free ? want : free;
-    return this.#slab.subarray(start, this.#slabUsed);
+    // Views by constructor: cheaper than subarray on V8 and JSC.
+    return new Uint8Array(this.#slab.buffer, start, this.#slabUsed - start);
   }
 
   /**
@@ -67,7 +68,7 @@ export class ReadRegions {
     } else if (read < want >>> 2 && want > MIN_READ) {
       this.#readSize = want >>> 1;
     }
-    return read === region.length ? region : region.subarray(0, read);
+    return read === region.length ? region : new Uint8Array(region.buffer, region.byteOffset, read);
   }
 
   /** Nothing was read into `region`, the last one taken (end of stream, an error). */
