@@ -89,7 +89,8 @@ const EMPTY = new Uint8Array(0);
  * ```
  *
  * **Body lifetime.** When a frame lies wholly inside one chunk, its body is a
- * view (`subarray`) of that chunk, not a copy. It stays valid as long as the
+ * view of that chunk's memory (a plain `Uint8Array`, even for a `Buffer`
+ * chunk), not a copy. It stays valid as long as the
  * chunk's bytes are not overwritten: if you reuse or mutate the buffer you
  * passed in (a pooled read buffer, say), copy any body you keep beyond that
  * point with `body.slice()`. A frame that spans chunks is copied once into
