@@ -71,9 +71,9 @@ export interface ServerOptions extends FrameLayoutOptions, SessionOptions {
    * chunk into the same memory once every frame of a chunk is handled and its
    * replies are copied out, instead of into fresh memory: on Deno this halves
    * the CPU of a 4 KiB echo. (On Node and Deno the next read goes into the same
-   * bytes; on Bun, whose runtime allocates every chunk, chunks are copied into
-   * one reused buffer, cheaper than cutting views of Bun's own.) `tlvkit
-   * serve` sets it: its handlers keep nothing.
+   * bytes; Bun allocates every chunk itself, and there only bodies split across
+   * chunks are reassembled in reused memory.) `tlvkit serve` sets it: its
+   * handlers keep nothing.
    * @default {false}
    */
   borrowBodies?: boolean;

@@ -77,19 +77,18 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
     client.abort();
   });
 
-  it("reads into a chunk's memory again once onData returns true, delivering every byte intact", async () => {
+  it("may read into a chunk's memory again once onData returns true (Node and Deno do), delivering every byte intact", async () => {
     const { client, server, serverRec } = await harness.pair();
     serverRec.copyAndRelease = true;
     const data = pattern(2 * 1024 * 1024, 13);
     for (let offset = 0; offset < data.length; offset += 4096) {
       client.write(data.slice(offset, offset + 4096));
-      // Pauses keep chunks small (Bun copies only chunks up to 64 KiB).
-      if (offset % (32 * 1024) === 0) await sleep(1);
+      if (offset % (32 * 1024) === 0) await sleep(1); // many chunks
     }
     await until(() => serverRec.bytes === data.length, 20000, "all bytes");
     assert.deepEqual(serverRec.joined(), data);
-    // Node's and Deno's adapters read into a region that is handed back, Bun's copies into one.
-    assert.ok(serverRec.reusedChunks > 0, "the same memory was read into again");
+    // Node's and Deno's adapters read into a region that is handed back; Bun allocates every chunk itself.
+    if (harness.transport.runtime !== "bun") assert.ok(serverRec.reusedChunks > 0, "the same memory was read into again");
     server.abort();
     client.abort();
   });
@@ -101,7 +100,7 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
     const data = pattern(2 * 1024 * 1024, 17);
     for (let offset = 0; offset < data.length; offset += 4096) {
       client.write(data.slice(offset, offset + 4096));
-      if (offset % (32 * 1024) === 0) await sleep(1); // small chunks, which Bun copies
+      if (offset % (32 * 1024) === 0) await sleep(1); // many chunks
       if (offset % (128 * 1024) === 0) await sleep(1); // kept chunks amid released ones
     }
     await until(() => serverRec.bytes === data.length, 20000, "all bytes");

@@ -43,8 +43,13 @@ export interface BunSocket<Data> {
 export interface BunSocketHandler<Data> {
   /** The socket is connected (accepted, or the connect succeeded). */
   open?(socket: BunSocket<Data>): void;
-  /** Bytes arrived, in a buffer freshly allocated for this call. */
-  data?(socket: BunSocket<Data>, data: Uint8Array): void;
+  /**
+   * How `data` receives bytes: `"arraybuffer"` delivers an `ArrayBuffer`
+   * freshly allocated for the call (the default, `"buffer"`, a `Buffer`).
+   */
+  binaryType?: "arraybuffer";
+  /** Bytes arrived, in an `ArrayBuffer` of their own (`binaryType: "arraybuffer"`). */
+  data?(socket: BunSocket<Data>, data: ArrayBuffer): void;
   /** The socket can take more bytes after a short write. */
   drain?(socket: BunSocket<Data>): void;
   /** The peer sent FIN (with `allowHalfOpen`, the socket stays writable). */

@@ -10,8 +10,7 @@
  *   reused or overwritten by the adapter, so frames decoded as views of it stay
  *   valid for as long as they are referenced, unless `onData` returns `true`
  *   (the receiver kept no reference): then the adapter may read into the same
- *   memory again (Node's and Deno's read into it, Bun's copies later chunks
- *   into it).
+ *   memory again (Node's and Deno's do; Bun allocates every chunk itself).
  * - **`write` takes the whole buffer.** Whatever the OS does not take at once
  *   (Deno's and Bun's writes may be partial) the adapter keeps and sends, in
  *   order, before anything written later. The caller must not modify the buffer
