@@ -52,7 +52,7 @@ describe("ReadRegions", () => {
     const again = regions.take();
     assert.equal(again.buffer, chunk.buffer);
     assert.equal(again.byteOffset, chunk.byteOffset, "the released chunk's bytes are read into again");
-    regions.unused(again);
+    regions.release(again);
     assert.equal(regions.take().byteOffset, chunk.byteOffset, "an unused region comes back whole");
   });
 

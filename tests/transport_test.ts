@@ -6,6 +6,14 @@ import { deferred, sleep, until, within } from "./_async.ts";
 import { pattern } from "./_bytes.ts";
 import { type CodedError, HOST, Recorder, TransportHarness } from "./_transport_harness.ts";
 
+/** Write `data` in 4 KiB pieces, pausing 1 ms every 32 KiB, so that it arrives in many chunks. */
+async function trickle(client: Connection, data: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < data.length; offset += 4096) {
+    client.write(data.slice(offset, offset + 4096));
+    if (offset % (32 * 1024) === 0) await sleep(1);
+  }
+}
+
 describe(`transport adapter for ${detectRuntime()}`, () => {
   const harness = TransportHarness.forSuite(() => loadTransport());
 
@@ -81,10 +89,7 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
     const { client, server, serverRec } = await harness.pair();
     serverRec.copyAndRelease = true;
     const data = pattern(2 * 1024 * 1024, 13);
-    for (let offset = 0; offset < data.length; offset += 4096) {
-      client.write(data.slice(offset, offset + 4096));
-      if (offset % (32 * 1024) === 0) await sleep(1); // many chunks
-    }
+    await trickle(client, data);
     await until(() => serverRec.bytes === data.length, 20000, "all bytes");
     assert.deepEqual(serverRec.joined(), data);
     // Node's and Deno's adapters read into a region that is handed back; Bun allocates every chunk itself.
@@ -98,11 +103,7 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
     serverRec.copyAndRelease = true;
     serverRec.keepEvery = 3;
     const data = pattern(2 * 1024 * 1024, 17);
-    for (let offset = 0; offset < data.length; offset += 4096) {
-      client.write(data.slice(offset, offset + 4096));
-      if (offset % (32 * 1024) === 0) await sleep(1); // many chunks
-      if (offset % (128 * 1024) === 0) await sleep(1); // kept chunks amid released ones
-    }
+    await trickle(client, data);
     await until(() => serverRec.bytes === data.length, 20000, "all bytes");
     assert.ok(serverRec.chunks.length > 6, "arrived in several chunks");
     assert.deepEqual(serverRec.joined(), data);

@@ -14,7 +14,7 @@
  * read pending at the minimum size, holds 4 KiB instead of 64.
  *
  * Only one read may be pending per connection: take a region, read into it,
- * then call {@link ReadRegions.filled} (or {@link ReadRegions.unused}) before
+ * then call {@link ReadRegions.filled} (or {@link ReadRegions.release}) before
  * taking the next. Private to the adapters.
  *
  * @module
@@ -71,17 +71,14 @@ export class ReadRegions {
     return read === region.length ? region : new Uint8Array(region.buffer, region.byteOffset, read);
   }
 
-  /** Nothing was read into `region`, the last one taken (end of stream, an error). */
-  unused(region: Uint8Array): void {
-    this.#returnTail(region, 0);
-  }
-
   /**
-   * Nothing refers to `chunk`, the last one {@link ReadRegions.filled}
-   * returned, any more: the next read goes into its bytes.
+   * Nothing refers to `bytes` any more: the last region taken, with nothing
+   * read into it (end of stream, an error), or the last chunk
+   * {@link ReadRegions.filled} returned, handed back. The next read goes into
+   * its bytes. Anything older is left alone.
    */
-  release(chunk: Uint8Array): void {
-    this.#returnTail(chunk, 0);
+  release(bytes: Uint8Array): void {
+    this.#returnTail(bytes, 0);
   }
 
   /** Give back the part of `region` after its first `used` bytes, if it is the slab's last. */

@@ -268,12 +268,12 @@ class DenoConnection implements Connection {
       try {
         read = await conn.read(region);
       } catch (error) {
-        regions.unused(region);
+        regions.release(region);
         this.#readFailed(error);
         return;
       }
       if (read === null || read === 0) {
-        regions.unused(region);
+        regions.release(region);
         // A FIN read while paused waits, like data, for resume().
         while (this.#paused && !this.#closed) await this.#resumed();
         if (!this.#closed) this.#deliverEnd();

@@ -194,14 +194,12 @@ class NodeConnection implements Connection {
   }
 
   #onRead(chunk: Uint8Array): void {
-    if (this.#closed) return;
     const handlers = this.#handlers;
     if (handlers === undefined) {
-      this.#early.push(() => {
-        if (!this.#closed) this.#handlers!.onData(chunk);
-      });
+      this.#early.push(() => this.#onRead(chunk));
       return;
     }
+    if (this.#closed) return;
     // Returned true: nothing refers to the chunk, so the next read goes into its bytes.
     if (handlers.onData(chunk) === true) this.#regions.release(chunk);
   }
