@@ -72,8 +72,10 @@ export interface ServerOptions extends FrameLayoutOptions, SessionOptions {
    * replies are copied out, instead of into fresh memory: on Deno this halves
    * the CPU of a 4 KiB echo. (On Node and Deno the next read goes into the same
    * bytes; Bun allocates every chunk itself, and there only bodies split across
-   * chunks are reassembled in reused memory.) `tlvkit serve` sets it: its
-   * handlers keep nothing.
+   * chunks are reassembled in reused memory.) A reply that is the request's
+   * own frame (same id, the lent body itself, as an echo) is then sent
+   * straight from the received chunk, without a copy. `tlvkit serve` sets it:
+   * its handlers keep nothing.
    * @default {false}
    */
   borrowBodies?: boolean;

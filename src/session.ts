@@ -8,7 +8,7 @@ import type { CloseReason } from "./close_reason.ts";
 import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import { FrameTooLargeError } from "./errors.ts";
 import { FrameDecoder } from "./frame_decoder.ts";
-import { writeField } from "./_header_fields.ts";
+import { readField, writeField } from "./_header_fields.ts";
 import { givePooled, takePooled } from "./_buffer_pool.ts";
 import { ByteSlab } from "./_byte_slab.ts";
 import { FrameEncoder } from "./frame_encoder.ts";
@@ -391,6 +391,15 @@ export class TransportSession implements Session {
 
   /** The pooled buffer of the flush the transport is still writing. */
   #inFlight: Uint8Array | undefined;
+  /**
+   * With `borrowBodies`, while a chunk is decoded and its replies flushed: the
+   * chunk, whose bytes a reply may be sent from as they are (see `#inPlace`).
+   */
+  #receivedChunk: Uint8Array | undefined;
+  /** The last flush was sent from the received chunk and the transport still holds it. */
+  #chunkInBacklog = false;
+  /** A chunk nothing refers to but the transport's backlog: handed back once that is empty. */
+  #heldChunk: Uint8Array | undefined;
 
   readonly #flushTask = (): void => this.#flush();
   readonly #onFrame = (id: number, body: Uint8Array): void => this.#dispatch(id, body);
@@ -581,7 +590,10 @@ export class TransportSession implements Session {
     if (this.#state !== OPEN && !(this.#state === CLOSING && this.#keepReading)) return true;
     const framesBefore = this.counters.framesIn;
     const wasInFrame = this.#decoder.inFrame;
+    const borrow = this.#options.borrowBodies;
     this.#receiving = true;
+    if (borrow) this.#receivedChunk = chunk;
+    this.#chunkInBacklog = false;
     try {
       this.#decoder.decode(chunk, this.#onFrame);
     } catch (error) {
@@ -601,11 +613,25 @@ export class TransportSession implements Session {
     }
     // Every reply the chunk's handlers gave at once leaves in one write, now.
     this.#flushReceived();
+    this.#receivedChunk = undefined;
     // Borrowed bodies: once every handler is done and every reply copied out,
     // nothing refers to the chunk or to the decoder's reassembly buffers.
-    if (!this.#options.borrowBodies || this.#queued > 0 || this.#pipeline.length > 0) return false;
+    if (!borrow || this.#queued > 0 || this.#pipeline.length > 0) return false;
     this.#decoder.releaseBodies();
-    return true;
+    if (!this.#chunkInBacklog) return true;
+    // Replies sent from the chunk itself are still in the transport's
+    // backlog: hand the chunk back once that is empty.
+    this.#chunkInBacklog = false;
+    this.#heldChunk = chunk;
+    return false;
+  }
+
+  /** The transport's backlog is empty: a chunk held for it is free. */
+  #releaseHeldChunk(): void {
+    const chunk = this.#heldChunk;
+    if (chunk === undefined) return;
+    this.#heldChunk = undefined;
+    this.#connection.release?.(chunk);
   }
 
   /** After a chunk: flush what its handlers queued, unless a flush is scheduled or a drain awaited. */
@@ -739,7 +765,11 @@ export class TransportSession implements Session {
     }
   }
 
-  /** Write every queued frame in one buffer. */
+  /**
+   * Write every queued frame in one buffer: a copy into a slab region or a
+   * pooled buffer, or, when the frames already lie in the received chunk as
+   * they would be written, that stretch of the chunk itself.
+   */
   #flush(): void {
     this.#flushScheduled = false;
     if (this.#waitingDrain || this.#state === CLOSED || this.#queued === 0) return;
@@ -748,10 +778,16 @@ export class TransportSession implements Session {
     const bodies = this.#bodies;
     const connection = this.#connection;
     const size = this.#queueBytes;
-    if (this.#inFlight !== undefined && connection.backlog === 0) this.#releaseInFlight();
+    if (connection.backlog === 0) {
+      if (this.#inFlight !== undefined) this.#releaseInFlight();
+      if (this.#heldChunk !== undefined) this.#releaseHeldChunk();
+    }
+    const inPlace = this.#receivedChunk === undefined ? undefined : this.#inPlace(count, size);
     let pooled: Uint8Array | undefined;
     let out: Uint8Array;
-    if (size > SLAB_FLUSH_MAX && this.#inFlight === undefined) {
+    if (inPlace !== undefined) {
+      out = inPlace;
+    } else if (size > SLAB_FLUSH_MAX && this.#inFlight === undefined) {
       pooled = takePooled(size);
       out = pooled.length === size ? pooled : new Uint8Array(pooled.buffer, pooled.byteOffset, size);
     } else {
@@ -763,15 +799,19 @@ export class TransportSession implements Session {
     const lengthBytes = this.#lengthBytes;
     const little = this.#littleEndian;
     let offset = 0;
-    for (let i = 0; i < count; i++) {
-      const body = bodies[i]!;
-      bodies[i] = EMPTY; // keep no received chunk alive
-      const length = body.length;
-      writeField(out, offset, idBytes, ids[i]!, little);
-      writeField(out, offset + idBytes, lengthBytes, length, little);
-      offset += headerSize;
-      if (length !== 0) out.set(body, offset);
-      offset += length;
+    if (inPlace !== undefined) {
+      for (let i = 0; i < count; i++) bodies[i] = EMPTY;
+    } else {
+      for (let i = 0; i < count; i++) {
+        const body = bodies[i]!;
+        bodies[i] = EMPTY; // keep no received chunk alive
+        const length = body.length;
+        writeField(out, offset, idBytes, ids[i]!, little);
+        writeField(out, offset + idBytes, lengthBytes, length, little);
+        offset += headerSize;
+        if (length !== 0) out.set(body, offset);
+        offset += length;
+      }
     }
     this.counters.framesOut += count;
     this.counters.bytesOut += out.length;
@@ -787,13 +827,46 @@ export class TransportSession implements Session {
     if (connection.backlog === 0) {
       // The transport holds no reference to anything it was given.
       if (pooled !== undefined) givePooled(pooled);
-      else outputSlab.reclaim(out);
+      else if (inPlace === undefined) outputSlab.reclaim(out);
       if (this.#inFlight !== undefined) this.#releaseInFlight();
+      if (this.#heldChunk !== undefined) this.#releaseHeldChunk();
     } else if (pooled !== undefined) {
       this.#inFlight = pooled;
+    } else if (inPlace !== undefined) {
+      this.#chunkInBacklog = true;
     }
     this.#updateReading();
     this.#maybeFinishClosing();
+  }
+
+  /**
+   * The queued frames as they already are in the received chunk, if they are:
+   * each body a borrowed view of the chunk, right after a header holding the
+   * same id and length (an echo, or any reply of a request's own body under
+   * its own id), one after the other. Then the flush sends that stretch of the
+   * chunk (the bytes the copy would write) and copies nothing.
+   */
+  #inPlace(count: number, size: number): Uint8Array | undefined {
+    const chunk = this.#receivedChunk!;
+    const buffer = chunk.buffer;
+    const base = chunk.byteOffset;
+    const headerSize = this.#headerSize;
+    const idBytes = this.#idBytes;
+    const lengthBytes = this.#lengthBytes;
+    const little = this.#littleEndian;
+    const bodies = this.#bodies;
+    const ids = this.#ids;
+    const start = bodies[0]!.byteOffset - base - headerSize;
+    if (start < 0 || start + size > chunk.length) return undefined;
+    let at = start;
+    for (let i = 0; i < count; i++) {
+      const body = bodies[i]!;
+      if (body.buffer !== buffer || body.byteOffset - base !== at + headerSize) return undefined;
+      if (readField(chunk, at, idBytes, little) !== ids[i]) return undefined;
+      if (readField(chunk, at + idBytes, lengthBytes, little) !== body.length) return undefined;
+      at += headerSize + body.length;
+    }
+    return new Uint8Array(buffer, base + start, size);
   }
 
   /** The transport's backlog is 0: the buffer it was writing is ours again. */
@@ -803,7 +876,10 @@ export class TransportSession implements Session {
   }
 
   #onDrain(): void {
-    if (this.#inFlight !== undefined && this.#connection.backlog === 0) this.#releaseInFlight();
+    if (this.#connection.backlog === 0) {
+      if (this.#inFlight !== undefined) this.#releaseInFlight();
+      if (this.#heldChunk !== undefined) this.#releaseHeldChunk();
+    }
     this.#waitingDrain = false;
     this.#drains++;
     if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
@@ -876,6 +952,7 @@ export class TransportSession implements Session {
     this.#clearTimers();
     // Left to the garbage collector: an aborted transport may not be done with it.
     this.#inFlight = undefined;
+    this.#heldChunk = undefined;
     this.#queued = 0;
     this.#ids = [];
     this.#bodies = [];

@@ -51,8 +51,37 @@ export class FakeConnection implements Connection {
     }
     // A copy, as the OS takes one: with backlog 0 the caller may reuse `bytes`.
     this.writes.push(bytes.slice());
-    if (!this.accepting) this.pending += bytes.length;
-    return this.accepting;
+    if (this.accepting) return true;
+    // Part of a backlog: the adapter still holds `bytes` until a drain empties it.
+    this.#backlogged.push({ bytes, copy: bytes.slice() });
+    this.pending += bytes.length;
+    return false;
+  }
+
+  /** Buffers in the backlog, with what they held when written. */
+  readonly #backlogged: { bytes: Uint8Array; copy: Uint8Array }[] = [];
+  /** Backlogged buffers found changed before the backlog emptied (the caller broke the contract). */
+  rewrittenInBacklog = 0;
+
+  /** Count the backlogged buffers that no longer hold what was written. */
+  checkBacklog(): void {
+    for (const { bytes, copy } of this.#backlogged) {
+      if (bytes.length !== copy.length || bytes.some((b, i) => b !== copy[i])) this.rewrittenInBacklog++;
+    }
+  }
+
+  /** Chunks handed back with `release`, in order. */
+  readonly released: Uint8Array[] = [];
+  /** Called for each chunk handed back (a test overwrites it, as an adapter reading into it would). */
+  onRelease: ((chunk: Uint8Array) => void) | undefined;
+
+  release(chunk: Uint8Array): void {
+    if (this.closeEvents > 0) {
+      this.callsAfterClose++;
+      return;
+    }
+    this.released.push(chunk);
+    this.onRelease?.(chunk);
   }
 
   get backlog(): number {
@@ -68,6 +97,8 @@ export class FakeConnection implements Connection {
     if (this.aborted || this.closeEvents > 0) return;
     this.aborted = true;
     this.pending = 0;
+    this.checkBacklog();
+    this.#backlogged.length = 0;
     queueMicrotask(() => this.close());
   }
 
@@ -95,10 +126,23 @@ export class FakeConnection implements Connection {
     this.handlers!.onEnd();
   }
 
+  /**
+   * The OS took part of the backlog: `left` bytes stay, drain fires (an
+   * adapter's `onDrain` with a backlog still there).
+   */
+  partialDrain(left: number): void {
+    this.checkBacklog();
+    this.pending = left;
+    if (left === 0) this.#backlogged.length = 0;
+    this.handlers!.onDrain();
+  }
+
   /** The OS took everything: backlog empty, drain fires. */
   drain(): void {
     for (const bytes of this.#held) this.writes.push(bytes.slice());
     this.#held.length = 0;
+    this.checkBacklog();
+    this.#backlogged.length = 0;
     this.pending = 0;
     this.accepting = true;
     this.handlers!.onDrain();

@@ -207,6 +207,12 @@ class Round {
       { ...resolveSessionOptions({ ...this.options, clock: this.clock }), borrowBodies: this.options.borrowBodies },
       owner,
     );
+    // A chunk handed back later (its replies, sent from it, have left the
+    // backlog) is overwritten too, as an adapter reading into it again would.
+    this.connection.onRelease = (chunk) => {
+      chunk.fill(0xee);
+      this.log.push(`chunk of ${chunk.length} bytes released and overwritten`);
+    };
     this.session.start();
   }
 
@@ -282,10 +288,11 @@ class Round {
     if (this.pipeline[0] !== request) this.repliesHeld++;
   }
 
-  reply(request: Request, model: ModelRequest, id: number, body: Uint8Array, label: string): void {
+  /** `sent` (default `body`) is what the handler passes, `body` the model's copy of it. */
+  reply(request: Request, model: ModelRequest, id: number, body: Uint8Array, label: string, sent = body): void {
     this.settleSync(model);
     const expected = !this.closed;
-    const ok = request.reply(body, id);
+    const ok = request.reply(sent, id);
     if (ok !== expected) this.violation(`reply ${label} returned ${ok}; expected ${expected}`);
     if (!ok) return;
     const frame: ModelFrame = { id, body, kind: "reply", request: model.index, rank: model.replies++, label };
@@ -365,8 +372,14 @@ class Round {
     };
   }
 
-  /** The `rank`-th reply to a request: derived from its id and body, so the replies are computable. */
-  replyFrame(request: Request, rank: number): { id: number; body: Uint8Array } {
+  /**
+   * The `rank`-th reply to a request: derived from its id and body, so the
+   * replies are computable. Every other request's first reply is an echo: its
+   * own body (`sent`, the view the session lent) under its own id, which the
+   * session may send straight from the received chunk.
+   */
+  replyFrame(request: Request, rank: number, index: number): { id: number; body: Uint8Array; sent?: Uint8Array } {
+    if (rank === 0 && index % 2 === 0) return { id: request.id, body: request.body.slice(), sent: request.body };
     const id = (request.id + rank) % (this.layout.maxId + 1);
     const body = concat([request.body.slice().reverse(), new Uint8Array([rank])]).subarray(0, this.layout.maxBody);
     return { id, body };
@@ -401,8 +414,8 @@ class Round {
         this.violation(`request ${index}'s body changed before its handler finished`);
       }
       for (let rank = from; rank < to; rank++) {
-        const { id, body } = this.replyFrame(request, rank);
-        this.reply(request, model, id, body, `r${index}.${rank}`);
+        const { id, body, sent } = this.replyFrame(request, rank, index);
+        this.reply(request, model, id, body, `r${index}.${rank}`, sent);
       }
     };
     if (plan.mode === "sync") {
@@ -583,6 +596,8 @@ class Round {
     const state = this.closed ? "closed" : this.open ? "open" : "closing";
     if (session.state !== state) fail(`state is ${session.state}; model says ${state}`);
     if (connection.callsAfterClose !== 0) fail(`${connection.callsAfterClose} transport calls after close`);
+    connection.checkBacklog();
+    if (connection.rewrittenInBacklog !== 0) fail("a buffer in the transport's backlog was rewritten before it was sent");
 
     // Output (checked as it is observed): a prefix of the model's queue, in order.
     // Replies leave in request order, each request's in the order made: the
@@ -698,8 +713,7 @@ async function step(round: Round, index: number): Promise<void> {
   } else if (choice < 52) {
     const left = Math.floor(connection.pending / 2);
     round.log.push(`partial drain (backlog ${connection.pending} -> ${left})`);
-    connection.pending = left;
-    connection.handlers!.onDrain();
+    connection.partialDrain(left);
   } else if (choice < 64) {
     round.log.push("send");
     round.randomPush(`p${index}`);

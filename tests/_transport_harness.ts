@@ -39,6 +39,18 @@ export class Recorder implements ConnectionHandlers {
   /** With `copyAndRelease`: every chunk whose index is a multiple of this is kept as it is (`onData` returns nothing). */
   keepEvery = 0;
   reusedChunks = 0;
+  /**
+   * When set, `onData` records a copy of each chunk and writes the chunk
+   * itself back on this connection (as a session sends an echo straight from
+   * the chunk); a chunk still in the backlog is handed back with `release`
+   * once `onDrain` finds the backlog empty.
+   */
+  echoVia: Connection | undefined;
+  /** With `echoVia`: chunks handed back with `release`, and how many of them were read into again. */
+  releasedChunks = 0;
+  reusedAfterRelease = 0;
+  #held: Uint8Array | undefined;
+  #released: Uint8Array | undefined;
   #previous: Uint8Array | undefined;
   readonly closed = deferred();
   readonly gotEnd = deferred();
@@ -48,6 +60,17 @@ export class Recorder implements ConnectionHandlers {
     if (this.closes > 0) this.eventsAfterClose++;
     this.bytes += chunk.length;
     this.events.push("data");
+    const echo = this.echoVia;
+    if (echo !== undefined) {
+      const released = this.#released;
+      if (released?.buffer === chunk.buffer && released.byteOffset === chunk.byteOffset) this.reusedAfterRelease++;
+      this.#released = undefined;
+      this.chunks.push(chunk.slice());
+      echo.write(chunk);
+      if (echo.backlog === 0) return true;
+      this.#held = chunk;
+      return;
+    }
     if (!this.copyAndRelease) {
       this.chunks.push(chunk);
       if (this.throwOnData) throw this.throwOnData;
@@ -73,6 +96,13 @@ export class Recorder implements ConnectionHandlers {
   onDrain(): void {
     if (this.closes > 0) this.eventsAfterClose++;
     this.drains++;
+    const held = this.#held;
+    if (held !== undefined && this.echoVia!.backlog === 0) {
+      this.#held = undefined;
+      this.#released = held;
+      this.releasedChunks++;
+      this.echoVia!.release?.(held);
+    }
     this.drained.resolve();
   }
   onClose(error?: CodedError): void {

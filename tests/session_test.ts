@@ -432,14 +432,18 @@ describe("Session", () => {
 
   describe("memory reuse", () => {
     it("with borrowBodies, hands a chunk back only once its frames are handled and their replies written", async () => {
-      const h = harness(echo, { borrowBodies: true });
+      const copy = (request: Request): void => {
+        request.reply(request.body.slice());
+      };
+      const h = harness(copy, { borrowBodies: true });
       h.connection.holdsWrites = true;
-      assert.equal(h.connection.receive(frame(1, "a")), true, "replied and written: nothing refers to the chunk");
+      assert.equal(h.connection.receive(frame(1, "a")), true, "replied, reply copied out: nothing refers to the chunk");
       // The write is still in flight: this chunk's reply waits for the drain and refers to the chunk.
       assert.equal(h.connection.receive(frame(2, "b")), false, "a queued reply still refers to it");
       h.connection.drain(); // sends "1:a"; the session then writes "2:b"
       h.connection.drain();
       assert.deepEqual(h.sent(), ["1:a", "2:b"]);
+      assert.equal(h.connection.released.length, 0, "a chunk kept for a queued reply is never handed back");
 
       const slow = harness(async (request) => {
         await turn();
@@ -449,6 +453,64 @@ describe("Session", () => {
       await turn();
       await turn();
       assert.deepEqual(slow.sent(), ["3:c"]);
+    });
+
+    it("with borrowBodies, sends echoed frames straight from the chunk and hands it back once they are written", () => {
+      const h = harness(echo, { borrowBodies: true });
+      h.connection.holdsWrites = true;
+      h.connection.onRelease = (chunk) => chunk.fill(0xee);
+      const chunk = concat([frame(1, "a"), frame(2, "bb"), frame(3, "")]);
+      assert.equal(h.connection.receive(chunk), false, "the write in flight is the chunk itself");
+      assert.equal(h.connection.released.length, 0);
+      h.connection.drain();
+      assert.deepEqual(h.connection.released, [chunk], "handed back once the backlog is empty");
+      assert.deepEqual(h.sent(), ["1:a", "2:bb", "3:"]);
+
+      // Written at once (backlog 0): handed back by onData's answer, as before.
+      const quick = harness(echo, { borrowBodies: true });
+      assert.equal(quick.connection.receive(concat([frame(4, "d"), frame(5, "e")])), true);
+      assert.deepEqual(quick.sent(), ["4:d", "5:e"]);
+    });
+
+    it("copies a reply that is not the request's own frame, even when its body is a view of the chunk", () => {
+      let earlier: Uint8Array | undefined;
+      let first6: Uint8Array | undefined;
+      const h = harness((request) => {
+        if (request.id === 1) request.reply(request.body, 9); // another id
+        else if (request.id === 2) request.reply(request.body.subarray(0, 2)); // another length
+        else if (request.id === 3) request.reply(request.body.subarray(1)); // not where the frame's body is
+        else if (request.id === 4) request.reply(request.body);
+        else if (request.id === 6) {
+          // Both frames 6:2: the second replies with the first's body (same id and length as its own).
+          request.reply(first6 ?? request.body);
+          first6 = request.body;
+        } else {
+          request.reply(earlier!); // the frame before's body, then an echo: not one stretch of the chunk
+          request.reply(request.body);
+        }
+        earlier = request.body;
+      }, { borrowBodies: true });
+      h.connection.holdsWrites = true;
+      const chunks = [frame(1, "one"), frame(2, "two"), frame(3, "six"), concat([frame(4, "four"), frame(5, "five")]),
+        concat([frame(6, "ab"), frame(6, "cd")]),
+      ];
+      for (const chunk of chunks) {
+        assert.equal(h.connection.receive(chunk), true, "copied out: nothing refers to the chunk");
+        chunk.fill(0xee);
+        h.connection.drain();
+      }
+      assert.deepEqual(h.sent(), ["9:one", "2:tw", "3:ix", "4:four", "5:four", "5:five", "6:ab", "6:ab"]);
+      assert.equal(h.connection.released.length, 0);
+    });
+
+    it("never sends from the chunk without borrowBodies", () => {
+      const h = harness(echo);
+      h.connection.holdsWrites = true;
+      const chunk = concat([frame(1, "a"), frame(2, "b")]);
+      h.connection.receive(chunk);
+      chunk.fill(0xee); // the application's to change: its replies were copied
+      h.connection.drain();
+      assert.deepEqual(h.sent(), ["1:a", "2:b"]);
     });
 
     it("never hands a chunk back without borrowBodies, except while discarding input when closing", () => {

@@ -255,6 +255,10 @@ class DenoConnection implements Connection {
     }
   }
 
+  release(chunk: Uint8Array): void {
+    if (!this.#closed) this.#regions.release(chunk);
+  }
+
   async #readLoop(): Promise<void> {
     const conn = this.#conn;
     while (!this.#closed) {

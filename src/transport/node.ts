@@ -193,6 +193,10 @@ class NodeConnection implements Connection {
     if (!this.#closed) this.#socket.setNoDelay(noDelay);
   }
 
+  release(chunk: Uint8Array): void {
+    if (!this.#closed) this.#regions.release(chunk);
+  }
+
   #onRead(chunk: Uint8Array): void {
     const handlers = this.#handlers;
     if (handlers === undefined) {

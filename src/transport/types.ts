@@ -9,8 +9,10 @@
  * - **Chunks are owned by the receiver.** A chunk passed to `onData` is never
  *   reused or overwritten by the adapter, so frames decoded as views of it stay
  *   valid for as long as they are referenced, unless `onData` returns `true`
- *   (the receiver kept no reference): then the adapter may read into the same
- *   memory again (Node's and Deno's do; Bun allocates every chunk itself).
+ *   (the receiver kept no reference), or until the receiver hands it back
+ *   later with `release` (replies sent straight from the chunk have left the
+ *   backlog): then the adapter may read into the same memory again (Node's and
+ *   Deno's do; Bun allocates every chunk itself).
  * - **`write` takes the whole buffer.** Whatever the OS does not take at once
  *   (Deno's and Bun's writes may be partial) the adapter keeps and sends, in
  *   order, before anything written later. The caller must not modify the buffer
@@ -89,6 +91,14 @@ export interface Connection {
   resume(): void;
   /** Enable or disable Nagle's algorithm (`true` sends small writes at once). */
   setNoDelay(noDelay: boolean): void;
+  /**
+   * Hand back a chunk that `onData` kept (it did not return `true`) once
+   * nothing refers to it any more: the adapter may read into its memory
+   * again, as if `onData` had returned `true`. A chunk older than the last one
+   * delivered is left alone. Optional: adapters that allocate every chunk
+   * (Bun's) need not have it.
+   */
+  release?(chunk: Uint8Array): void;
 }
 
 /** A bound, accepting TCP listener. */
