@@ -626,14 +626,6 @@ export class TransportSession implements Session {
     return false;
   }
 
-  /** The transport's backlog is empty: a chunk held for it is free. */
-  #releaseHeldChunk(): void {
-    const chunk = this.#heldChunk;
-    if (chunk === undefined) return;
-    this.#heldChunk = undefined;
-    this.#connection.release?.(chunk);
-  }
-
   /** After a chunk: flush what its handlers queued, unless a flush is scheduled or a drain awaited. */
   #flushReceived(): void {
     if (this.#queued > 0 && !this.#flushScheduled && !this.#waitingDrain) this.#flush();
@@ -778,10 +770,7 @@ export class TransportSession implements Session {
     const bodies = this.#bodies;
     const connection = this.#connection;
     const size = this.#queueBytes;
-    if (connection.backlog === 0) {
-      if (this.#inFlight !== undefined) this.#releaseInFlight();
-      if (this.#heldChunk !== undefined) this.#releaseHeldChunk();
-    }
+    if (connection.backlog === 0) this.#backlogEmpty();
     const inPlace = this.#receivedChunk === undefined ? undefined : this.#inPlace(count, size);
     let pooled: Uint8Array | undefined;
     let out: Uint8Array;
@@ -828,8 +817,7 @@ export class TransportSession implements Session {
       // The transport holds no reference to anything it was given.
       if (pooled !== undefined) givePooled(pooled);
       else if (inPlace === undefined) outputSlab.reclaim(out);
-      if (this.#inFlight !== undefined) this.#releaseInFlight();
-      if (this.#heldChunk !== undefined) this.#releaseHeldChunk();
+      this.#backlogEmpty();
     } else if (pooled !== undefined) {
       this.#inFlight = pooled;
     } else if (inPlace !== undefined) {
@@ -869,17 +857,25 @@ export class TransportSession implements Session {
     return new Uint8Array(buffer, base + start, size);
   }
 
-  /** The transport's backlog is 0: the buffer it was writing is ours again. */
-  #releaseInFlight(): void {
-    givePooled(this.#inFlight!);
-    this.#inFlight = undefined;
+  /**
+   * The transport's backlog is 0: the pooled buffer it was writing is ours
+   * again, and a chunk held for replies sent from it goes back to the transport.
+   */
+  #backlogEmpty(): void {
+    const pooled = this.#inFlight;
+    if (pooled !== undefined) {
+      this.#inFlight = undefined;
+      givePooled(pooled);
+    }
+    const chunk = this.#heldChunk;
+    if (chunk !== undefined) {
+      this.#heldChunk = undefined;
+      this.#connection.release?.(chunk);
+    }
   }
 
   #onDrain(): void {
-    if (this.#connection.backlog === 0) {
-      if (this.#inFlight !== undefined) this.#releaseInFlight();
-      if (this.#heldChunk !== undefined) this.#releaseHeldChunk();
-    }
+    if (this.#connection.backlog === 0) this.#backlogEmpty();
     this.#waitingDrain = false;
     this.#drains++;
     if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
