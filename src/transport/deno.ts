@@ -220,7 +220,7 @@ class DenoConnection implements Connection {
       this.#backlog += bytes.length;
       if (!this.#writing) {
         this.#writing = true;
-        this.#written = this.#writeLoop();
+        this.#written = this.#writeLoop().catch(this.#onLoopError);
       }
     }
     return this.#backlog === 0;
@@ -330,39 +330,34 @@ class DenoConnection implements Connection {
   }
 
   async #writeLoop(): Promise<void> {
-    // Never rejects: the read loop awaits this promise between reads.
-    try {
-      const conn = this.#conn;
-      for (;;) {
-        const chunk = this.#nextChunk();
-        if (chunk === undefined) break;
-        let written: number;
-        try {
-          written = await conn.write(chunk);
-        } catch (error) {
-          if (!this.#closed) this.#close(isClosedError(error) ? undefined : this.#ioError("write to", error));
-          return;
-        }
-        if (this.#closed) return;
-        if (!(written > 0)) {
-          this.#close(this.#ioError("write to", new Error("The runtime wrote no bytes")));
-          return;
-        }
-        this.#advance(written);
-      }
-      this.#writing = false;
-      if (this.#ending) {
-        // As on Node, no drain after end(): FIN follows the backlog instead.
-        await this.#shutdown();
+    const conn = this.#conn;
+    for (;;) {
+      const chunk = this.#nextChunk();
+      if (chunk === undefined) break;
+      let written: number;
+      try {
+        written = await conn.write(chunk);
+      } catch (error) {
+        if (!this.#closed) this.#close(isClosedError(error) ? undefined : this.#ioError("write to", error));
         return;
       }
-      try {
-        this.#handlers?.onDrain();
-      } catch (error) {
-        this.#close(asError(error));
+      if (this.#closed) return;
+      if (!(written > 0)) {
+        this.#close(this.#ioError("write to", new Error("The runtime wrote no bytes")));
+        return;
       }
+      this.#advance(written);
+    }
+    this.#writing = false;
+    if (this.#ending) {
+      // As on Node, no drain after end(): FIN follows the backlog instead.
+      await this.#shutdown();
+      return;
+    }
+    try {
+      this.#handlers?.onDrain();
     } catch (error) {
-      this.#onLoopError(error);
+      this.#close(asError(error));
     }
   }
 
