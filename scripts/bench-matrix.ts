@@ -7,10 +7,15 @@
  *
  * | case | connections × in flight | figure |
  * | --- | --- | --- |
- * | 64 B echo | 16 × 16 | server CPU per frame, tlvkit ÷ raw (target ≤ 1.5) |
+ * | 64 B echo | 16 × 16 | server CPU per frame, tlvkit ÷ raw (target ≤ 1.5), and ÷ Netty (target < 1) |
  * | 4 KiB echo | 16 × 4 | MB/s, tlvkit ÷ raw (target ≥ 0.9) |
  * | HELLO | 16 × 16 | tlvkit's server CPU per HELLO ÷ per 64 B echo (target ≤ 3) |
  * | 1,000 idle sessions | — | server RSS growth per session, KiB (aim < 64) |
+ *
+ * The 64 B case also runs the Netty 4.1 TLV echo of `scripts/netty-echo/`
+ * (raw, tlvkit, Netty, Netty, tlvkit, raw; at least 3 s of warm-up for the
+ * JIT) when a JDK and Netty's jars are there (`scripts/netty-echo.ts`); without
+ * them the matrix says why in one line and leaves the Netty row out.
  *
  * Servers run pinned to CPU 1 (`taskset -c 1`); this process, which generates
  * the load with `scripts/bench.ts` in-process on Node, pins itself to CPU 0.
@@ -25,7 +30,7 @@
  * Options: `--rounds 3`, `--runtimes node,deno,bun`, `--duration 5` and
  * `--warmup 1` (seconds per load run), `--idle 1000` (idle sessions),
  * `--quick` (1 round of 1 s runs, ratios only, no files), `--no-write` (full
- * tables on stdout, no files: for reruns of one runtime).
+ * tables on stdout, no files: for reruns of one runtime), `--no-netty`.
  *
  * Ratios are computed per round (each from the raw and tlvkit runs next to each
  * other) and the median of the rounds is reported, with the lowest and highest
@@ -51,6 +56,7 @@ import {
   type LoadResult,
   pinSelf,
   readStatusKiB,
+  replyShape,
   ROOT,
   runIdle,
   runLoad,
@@ -60,11 +66,12 @@ import {
   stopAllServers,
 } from "./bench.ts";
 import { nativeGenerator, runNativeLoad } from "./native-load.ts";
+import { nettyEcho, nettyVersion } from "./netty-echo.ts";
 
 // ---------------------------------------------------------------------------
 // Options
 
-const USAGE = "Usage: bench-matrix.ts [--quick] [--rounds 3] [--runtimes node,deno,bun] [--duration 5] [--warmup 1] [--idle 1000] [--no-write]";
+const USAGE = "Usage: bench-matrix.ts [--quick] [--rounds 3] [--runtimes node,deno,bun] [--duration 5] [--warmup 1] [--idle 1000] [--no-netty] [--no-write]";
 
 interface MatrixOptions {
   quick: boolean;
@@ -77,6 +84,8 @@ interface MatrixOptions {
   idle: number;
   /** Milliseconds the server is left alone before each RSS reading. */
   settleMs: number;
+  /** Run the Netty TLV echo next to raw and tlvkit in the 64 B case (never with --quick). */
+  netty: boolean;
 }
 
 function parseOptions(): MatrixOptions {
@@ -92,6 +101,7 @@ function parseOptions(): MatrixOptions {
       warmup: { type: "string" },
       idle: { type: "string" },
       "no-write": { type: "boolean", default: false },
+      "no-netty": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
@@ -119,6 +129,7 @@ function parseOptions(): MatrixOptions {
     warmup: num("warmup", values.warmup, quick ? 0.25 : 1, 0, 60),
     idle: Math.round(num("idle", values.idle, 1000, 1, 10_000)),
     settleMs: quick ? 200 : 500,
+    netty: !quick && !values["no-netty"],
   };
 }
 
@@ -144,6 +155,14 @@ const CASES: readonly LoadCase[] = [
 
 type CaseKey = LoadCase["key"];
 
+/** Seconds of load a Netty server gets before it is measured, at least: time for the JVM's JIT. */
+const NETTY_WARMUP = 3;
+
+/** The servers a case runs against in this matrix: the 64 B echo also against Netty when asked. */
+function caseServers(loadCase: LoadCase, options: MatrixOptions): readonly ServerKind[] {
+  return options.netty && loadCase.key === "echo64" ? [...loadCase.servers, "netty"] : loadCase.servers;
+}
+
 /** One round on one runtime. */
 interface Round {
   load: Record<CaseKey, Partial<Record<ServerKind, LoadResult>>>;
@@ -168,16 +187,21 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
   const pin = canPin() ? 1 : undefined;
   const native = nativeGenerator(ROOT).path;
   let servers: Partial<Record<ServerKind, ServerProcess>> = {};
-  const startPair = async (): Promise<void> => {
-    const [raw, tlvkit] = await Promise.all([startServer("raw", runtime, pin), startServer("tlvkit", runtime, pin)]);
-    servers = { raw, tlvkit };
+  const stopAll = (): Promise<unknown> => Promise.all(Object.values(servers).map((server) => server.stop()));
+  const startPair = async (kinds: readonly ServerKind[] = ["raw", "tlvkit"]): Promise<void> => {
+    const started = await Promise.allSettled(kinds.map((kind) => startServer(kind, runtime, pin)));
+    started.forEach((outcome, i) => {
+      if (outcome.status === "fulfilled") servers[kinds[i]!] = outcome.value;
+    });
+    const failed = started.find((outcome): outcome is PromiseRejectedResult => outcome.status === "rejected");
+    if (failed !== undefined) throw failed.reason;
   };
   const stopPair = async (): Promise<void> => {
-    for (const kind of ["raw", "tlvkit"] as const) {
-      const peak = servers[kind] === undefined ? undefined : readStatusKiB(servers[kind]!.pid, "VmHWM");
+    for (const [kind, server] of Object.entries(servers) as Array<[ServerKind, ServerProcess]>) {
+      const peak = readStatusKiB(server.pid, "VmHWM");
       if (peak !== undefined) result.peakRssKiB[kind] = Math.max(result.peakRssKiB[kind] ?? 0, peak);
     }
-    await Promise.all([servers.raw?.stop(), servers.tlvkit?.stop()]);
+    await stopAll();
     servers = {};
   };
   try {
@@ -194,11 +218,12 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
       log(`  ${where(kind, `${options.idle} idle`)}: ${fmt(idle.kibPerSession)} KiB/session (RSS ${fmt(idle.rssBeforeKiB / 1024)} → ${fmt(idle.rssAfterKiB / 1024)} MiB)`);
     }
     for (const loadCase of CASES) {
+      const kinds = caseServers(loadCase, options);
       await stopPair();
-      await startPair();
+      await startPair(kinds);
       // A, B, B, A: a machine that drifts (or flips into a slower state) during
       // a case weighs on both servers alike, and each figure is the mean of two runs.
-      const order = loadCase.servers.length > 1 ? [...loadCase.servers, ...[...loadCase.servers].reverse()] : loadCase.servers;
+      const order = kinds.length > 1 ? [...kinds, ...[...kinds].reverse()] : kinds;
       for (const kind of order) {
         const server = servers[kind]!;
         const loadOptions: LoadOptions = {
@@ -208,9 +233,9 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
           window: loadCase.window,
           size: loadCase.size,
           duration: options.duration,
-          warmup: options.warmup,
+          warmup: kind === "netty" ? Math.max(options.warmup, NETTY_WARMUP) : options.warmup,
           mode: loadCase.mode,
-          expect: kind,
+          expect: replyShape(kind),
           serverPid: server.pid,
           progress: false,
         };
@@ -229,7 +254,7 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
     }
     await stopPair();
   } finally {
-    await Promise.all([servers.raw?.stop(), servers.tlvkit?.stop()]);
+    await stopAll();
     await stopAllServers();
   }
   return result;
@@ -291,6 +316,8 @@ function spread(values: number[]): Spread {
 
 interface Ratios {
   cpu64: Spread;
+  /** tlvkit ÷ Netty, 64 B server CPU/frame (NaN without Netty runs). */
+  cpu64Netty: Spread;
   mbps4k: Spread;
   hello: Spread;
   idleTlvkit: Spread;
@@ -304,6 +331,11 @@ function ratiosOf(rounds: Round[]): Ratios {
       const raw = r.load.echo64.raw?.server?.cpuUsPerFrame;
       const tlv = r.load.echo64.tlvkit?.server?.cpuUsPerFrame;
       return raw !== undefined && tlv !== undefined ? tlv / raw : undefined;
+    }),
+    cpu64Netty: per((r) => {
+      const netty = r.load.echo64.netty?.server?.cpuUsPerFrame;
+      const tlv = r.load.echo64.tlvkit?.server?.cpuUsPerFrame;
+      return netty !== undefined && tlv !== undefined ? tlv / netty : undefined;
     }),
     mbps4k: per((r) => {
       const raw = r.load.echo4k.raw?.mbpsIn;
@@ -326,10 +358,13 @@ interface RatioRow {
   value: (ratios: Ratios) => Spread;
   pass: (value: number) => boolean;
   digits: number;
+  /** Left out of the tables when no runtime has a figure for it. */
+  optional?: boolean;
 }
 
 const RATIO_ROWS: readonly RatioRow[] = [
   { label: "64 B echo: server CPU/frame, tlvkit ÷ raw", target: "≤ 1.5", value: (r) => r.cpu64, pass: (v) => v <= 1.5, digits: 2 },
+  { label: "64 B echo: server CPU/frame, tlvkit ÷ Netty", target: "< 1", value: (r) => r.cpu64Netty, pass: (v) => v < 1, digits: 2, optional: true },
   { label: "4 KiB echo: MB/s, tlvkit ÷ raw", target: "≥ 0.9", value: (r) => r.mbps4k, pass: (v) => v >= 0.9, digits: 2 },
   { label: "HELLO ÷ 64 B echo: tlvkit server CPU/frame", target: "≤ 3", value: (r) => r.hello, pass: (v) => v <= 3, digits: 2 },
   { label: "idle session: tlvkit server RSS, KiB", target: "< 64", value: (r) => r.idleTlvkit, pass: (v) => v < 64, digits: 1 },
@@ -363,7 +398,9 @@ function ratioTable(results: Map<RuntimeName, Round[]>, withSpread: boolean): { 
   const ratios = runtimes.map((runtime) => ratiosOf(results.get(runtime)!));
   return {
     header: ["figure (median of rounds)", ...runtimes, "target"],
-    rows: RATIO_ROWS.map((row) => [row.label, ...ratios.map((r) => ratioCell(row, r, withSpread)), row.target]),
+    rows: RATIO_ROWS
+      .filter((row) => !row.optional || ratios.some((r) => Number.isFinite(row.value(r).median)))
+      .map((row) => [row.label, ...ratios.map((r) => ratioCell(row, r, withSpread)), row.target]),
   };
 }
 
@@ -371,7 +408,8 @@ function absoluteTable(results: Map<RuntimeName, Round[]>): { header: string[]; 
   const rows: string[][] = [];
   for (const [runtime, rounds] of results) {
     for (const loadCase of CASES) {
-      for (const kind of loadCase.servers) {
+      const kinds = (["raw", "tlvkit", "netty"] as const).filter((kind) => rounds.some((round) => round.load[loadCase.key][kind] !== undefined));
+      for (const kind of kinds) {
         const runs = rounds.map((round) => round.load[loadCase.key][kind]).filter((run): run is LoadResult => run !== undefined);
         const m = (f: (run: LoadResult) => number | undefined): number => median(runs.map((run) => f(run) ?? NaN));
         rows.push([
@@ -550,7 +588,11 @@ tlvkit's goal is to cost almost nothing on top of the runtime's own socket API.
 These figures compare tlvkit's bundled server (\`src/cli.ts serve\`) with a raw,
 unframed echo server written directly on each runtime's socket API
 (\`scripts/raw-echo/node.ts\` on \`node:net\`, \`deno.ts\` on \`Deno.listen\`,
-\`bun.ts\` on \`Bun.listen\`): the ceiling tlvkit is measured against.
+\`bun.ts\` on \`Bun.listen\`): the ceiling tlvkit is measured against.${options.netty ? `
+The 64 B echo also runs a Netty 4.1 TLV echo (\`scripts/netty-echo/TlvEcho.java\`:
+\`LengthFieldBasedFrameDecoder\`, one event loop, each frame written back and
+flushed once per read; ${nettyVersion()}), the server people would
+otherwise pick on the JVM.` : ""}
 
 Generated by \`scripts/bench-matrix.ts\` on ${info.started.toISOString().slice(0, 10)}
 (${info.started.toISOString()}, ${fmt(info.seconds / 60, 1)} minutes).
@@ -582,7 +624,7 @@ npm run bench:quick       # one short round, prints the ratios, writes nothing
 # one case at a time (server started, pinned, and measured by the generator):
 node --import tsx scripts/bench.ts --server tlvkit --runtime deno --size 64 --connections 16 --window 16
 node --import tsx scripts/bench.ts --server raw --runtime deno --size 4096 --connections 16 --window 4
-node --import tsx scripts/bench.ts --server tlvkit --runtime bun --mode hello
+node --import tsx scripts/bench.ts --server tlvkit --runtime bun --mode hello${options.netty ? "\nnode --import tsx scripts/bench.ts --server netty --size 64 --warmup 3" : ""}
 node --import tsx scripts/bench.ts --server tlvkit --runtime node --idle 1000
 \`\`\`
 
@@ -592,7 +634,7 @@ has carried no load), then runs every load case against raw and tlvkit in turn,
 on a fresh pair of servers per case (a server's history once slowed Node's raw
 echo 3–4×): raw, tlvkit, tlvkit, raw for each echo case — each figure the mean
 of its two runs, so a machine that drifts during a case weighs on both alike —
-then HELLO on tlvkit. ${options.warmup} s of warm-up, then ${options.duration} s measured per run. ${options.rounds} round(s) per runtime.
+then HELLO on tlvkit.${options.netty ? ` The 64 B case runs raw, tlvkit, Netty, Netty, tlvkit, raw, Netty with at least ${NETTY_WARMUP} s of warm-up (its JIT).` : ""} ${options.warmup} s of warm-up, then ${options.duration} s measured per run. ${options.rounds} round(s) per runtime.
 
 ## Ratios
 
@@ -662,6 +704,13 @@ async function main(): Promise<number> {
     if (verbose) process.stderr.write(`${line}\n`);
   };
   const host = machine();
+  if (options.netty) {
+    const netty = nettyEcho(ROOT);
+    if (netty.command === undefined) {
+      console.error(`bench-matrix: no Netty figures: ${netty.reason}`);
+      options.netty = false;
+    }
+  }
   const pinned = canPin() && pinSelf(0);
   if (!pinned) log("bench-matrix: not pinning CPUs (no taskset, a single CPU, or taskset failed): expect noisier figures");
   const started = new Date();

@@ -12,6 +12,7 @@
  * # start a server (pinned to CPU 1; the generator pins itself to CPU 0) and load it
  * node --import tsx scripts/bench.ts --server tlvkit --runtime deno --size 64
  * node --import tsx scripts/bench.ts --server raw --runtime bun --size 4096 --window 4
+ * node --import tsx scripts/bench.ts --server netty --size 64
  * node --import tsx scripts/bench.ts --server tlvkit --runtime node --mode hello --json
  * node --import tsx scripts/bench.ts --server tlvkit --runtime node --idle 1000
  * # attach to a running server (add --pid PID for its CPU and RSS)
@@ -22,7 +23,8 @@
  * ```
  *
  * Options: `--host H` `--port P` (attach), or `--server tlvkit|raw` with
- * `--runtime node|deno|bun` (start it); `--connections 16`, `--window 16`
+ * `--runtime node|deno|bun`, or `--server netty` (start it; Netty runs on the
+ * JVM and needs a JDK and Netty's jars, see `scripts/netty-echo.ts`); `--connections 16`, `--window 16`
  * (frames in flight per connection), `--size 64` (body bytes; for `hello` the
  * request body's approximate size), `--duration 5` and `--warmup 1` (seconds),
  * `--mode echo|hello`, `--idle N` (open N idle sessions and report the server's
@@ -93,11 +95,23 @@ import {
 } from "../mod.ts";
 import { ROOT, runtimeCommand } from "../tests/_processes.ts";
 import { nativeGenerator, runNativeLoad } from "./native-load.ts";
+import { nettyEcho } from "./netty-echo.ts";
 
 export { ROOT, runtimeCommand };
 
-/** Which server a run talks to: tlvkit's `serve`, or the raw echo of `scripts/raw-echo/`. */
-export type ServerKind = "tlvkit" | "raw";
+/**
+ * Which server a run talks to: tlvkit's `serve`, the raw echo of
+ * `scripts/raw-echo/`, or the Netty TLV echo of `scripts/netty-echo/` (on the
+ * JVM, whatever the runtime).
+ */
+export type ServerKind = "tlvkit" | "raw" | "netty";
+/** What replies look like: tlvkit's (echo / HELLO answers) or a verbatim echo's (the request bytes). */
+export type ReplyShape = "tlvkit" | "raw";
+
+/** The replies a server of this kind gives: Netty's echo returns each frame verbatim. */
+export function replyShape(kind: ServerKind): ReplyShape {
+  return kind === "netty" ? "raw" : kind;
+}
 /** What is sent: echo frames of `size` bytes, or HELLO requests. */
 export type LoadMode = "echo" | "hello";
 
@@ -251,19 +265,27 @@ export function killAllServersNow(): void {
 /**
  * Start a server as a child process and wait for its `listening on` line.
  *
- * @param kind `tlvkit` (`src/cli.ts serve`) or `raw` (`scripts/raw-echo/RUNTIME.ts`).
- * @param runtime The runtime to run it on.
+ * @param kind `tlvkit` (`src/cli.ts serve`), `raw` (`scripts/raw-echo/RUNTIME.ts`) or
+ *   `netty` (`scripts/netty-echo/`, built on first use; see `netty-echo.ts`).
+ * @param runtime The runtime to run it on (not used for `netty`).
  * @param cpu Pin it to this CPU with `taskset -c` (ignored when pinning is impossible).
  * @param workers For `tlvkit`: `serve --workers N` (N processes sharing the port).
  * @returns The running server.
- * @throws {Error} When it exits or prints nothing within 30 s.
+ * @throws {Error} When it exits or prints nothing within 30 s, or Netty cannot be built.
  */
 export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: number, workers = 1): Promise<ServerProcess> {
   // Starting worker processes needs more than the network under Deno.
   const denoPermissions = workers === 1 ? ["--allow-net"] : ["--allow-net", "--allow-run", "--allow-env"];
-  const args = kind === "tlvkit"
-    ? [...runtimeCommand(runtime, "src/cli.ts", denoPermissions), "serve", "--port", "0", "--drain-timeout", "1", "--workers", String(workers)]
-    : [...runtimeCommand(runtime, `scripts/raw-echo/${runtime}.ts`), "--port", "0"];
+  let args: string[];
+  if (kind === "tlvkit") {
+    args = [...runtimeCommand(runtime, "src/cli.ts", denoPermissions), "serve", "--port", "0", "--drain-timeout", "1", "--workers", String(workers)];
+  } else if (kind === "raw") {
+    args = [...runtimeCommand(runtime, `scripts/raw-echo/${runtime}.ts`), "--port", "0"];
+  } else {
+    const netty = nettyEcho(ROOT);
+    if (netty.command === undefined) throw new Error(`no Netty echo: ${netty.reason}`);
+    args = [...netty.command, "0"];
+  }
   const pinned = cpu !== undefined && canPin() ? cpu : undefined;
   const command = pinned !== undefined ? ["taskset", "-c", String(pinned), ...args] : args;
   const child = spawn(command[0]!, command.slice(1), { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
@@ -275,7 +297,7 @@ export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: 
   child.stderr!.on("data", (text: string) => {
     stderr = (stderr + text).slice(-4096);
   });
-  const label = `${kind} server on ${runtime}`;
+  const label = kind === "netty" ? "netty server" : `${kind} server on ${runtime}`;
   try {
     const [host, port] = await new Promise<[string, number]>((resolveListen, reject) => {
       const timer = setTimeout(() => {
@@ -344,7 +366,7 @@ const RING_LIMIT = 32 * 1024 * 1024;
  * @param window Frames in flight per connection (the ring holds at least as many).
  * @returns The plan.
  */
-export function buildPlan(mode: LoadMode, size: number, expect: ServerKind, window: number): Plan {
+export function buildPlan(mode: LoadMode, size: number, expect: ReplyShape, window: number): Plan {
   const encoder = new FrameEncoder();
   const k = Math.max(window, 64);
   const frames: Uint8Array[] = [];
@@ -450,7 +472,7 @@ export interface LoadOptions {
   warmup: number;
   mode: LoadMode;
   /** What replies look like: tlvkit's (echo / HELLO answers) or a raw echo's (the request bytes). */
-  expect: ServerKind;
+  expect: ReplyShape;
   /** The server's process, for its CPU time and RSS (same machine only). */
   serverPid: number | undefined;
   /** Live progress on standard error. */
@@ -907,7 +929,7 @@ export function describeIdle(result: IdleResult, target: string): string {
   return lines.join("\n");
 }
 
-const USAGE = `Usage: bench.ts [--host H --port P [--pid PID] | --server tlvkit|raw --runtime node|deno|bun]
+const USAGE = `Usage: bench.ts [--host H --port P [--pid PID] | --server tlvkit|raw --runtime node|deno|bun | --server netty]
                 [--connections 16] [--window 16] [--size 64] [--duration 5] [--warmup 1]
                 [--mode echo|hello] [--expect tlvkit|raw] [--generator native|js] [--idle N] [--workers N]
                 [--no-pin] [--json]`;
@@ -972,12 +994,14 @@ async function main(): Promise<number> {
   let generator: "native" | "js";
   let workers = 1;
   try {
-    serverKind = values.server === undefined ? undefined : choice("server", values.server, ["tlvkit", "raw"] as const, "tlvkit");
+    serverKind = values.server === undefined ? undefined : choice("server", values.server, ["tlvkit", "raw", "netty"] as const, "tlvkit");
     serverRuntime = values.runtime === undefined ? undefined : choice("runtime", values.runtime, RUNTIMES, "node");
     if (serverKind !== undefined && values.port !== undefined) throw new UsageError("use either --port (attach) or --server (start one), not both");
     if (serverKind === undefined && serverRuntime !== undefined) throw new UsageError("--runtime needs --server tlvkit|raw");
+    if (serverKind === "netty" && serverRuntime !== undefined) throw new UsageError("--server netty runs on the JVM: leave out --runtime");
     if (serverKind !== undefined && values.pid !== undefined) throw new UsageError("--pid is for a server you attach to with --port");
     const mode = choice("mode", values.mode, ["echo", "hello"] as const, "echo");
+    if (mode === "hello" && serverKind !== undefined && serverKind !== "tlvkit") throw new UsageError(`--mode hello needs --server tlvkit (a ${serverKind} echo does not answer HELLO)`);
     const size = numberOption("size", values.size, 64, mode === "hello" ? 16 : 0, mode === "hello" ? 60_000 : 65_535, true);
     idle = values.idle === undefined ? undefined : numberOption("idle", values.idle, 1000, 1, 100_000, true);
     workers = numberOption("workers", values.workers, 1, 1, 256, true);
@@ -992,7 +1016,7 @@ async function main(): Promise<number> {
       duration: numberOption("duration", values.duration, 5, 0.1, 3600, false),
       warmup: numberOption("warmup", values.warmup, 1, 0, 600, false),
       mode,
-      expect: choice("expect", values.expect, ["tlvkit", "raw"] as const, serverKind ?? "tlvkit"),
+      expect: choice("expect", values.expect, ["tlvkit", "raw"] as const, serverKind === undefined ? "tlvkit" : replyShape(serverKind)),
       serverPid: values.pid === undefined ? undefined : numberOption("pid", values.pid, 0, 1, 2 ** 22, true),
       progress: process.stderr.isTTY === true && !values.json,
     };
@@ -1032,7 +1056,7 @@ async function main(): Promise<number> {
       options.port = server.port;
       // With workers, the process started is the supervisor, whose CPU and RSS say nothing of the serving.
       options.serverPid = workers === 1 ? server.pid : undefined;
-      target = `${serverKind} on ${runtime} (pid ${server.pid}${workers > 1 ? `, ${workers} workers` : ""}` +
+      target = `${serverKind === "netty" ? "netty on the JVM" : `${serverKind} on ${runtime}`} (pid ${server.pid}${workers > 1 ? `, ${workers} workers` : ""}` +
         `${server.cpu !== undefined ? `, CPU ${server.cpu}; generator on CPU 0` : ", not pinned"})`;
       await sleep(300); // let the server finish starting up before anything is measured
     }
