@@ -13,7 +13,7 @@
  * | 1,000 idle sessions | — | server RSS growth per session, KiB (aim < 64) |
  *
  * The 64 B case also runs the Netty 4.1 TLV echo of `scripts/netty-echo/`
- * (raw, tlvkit, Netty, Netty, tlvkit, raw; at least 3 s of warm-up for the
+ * (raw, tlvkit, Netty, Netty, tlvkit, raw; at least 8 s of warm-up for the
  * JIT) when a JDK and Netty's jars are there (`scripts/netty-echo.ts`); without
  * them the matrix says why in one line and leaves the Netty row out.
  *
@@ -156,7 +156,7 @@ const CASES: readonly LoadCase[] = [
 type CaseKey = LoadCase["key"];
 
 /** Seconds of load a Netty server gets before it is measured, at least: time for the JVM's JIT. */
-const NETTY_WARMUP = 3;
+const NETTY_WARMUP = 8;
 
 /** The servers a case runs against in this matrix: the 64 B echo also against Netty when asked. */
 function caseServers(loadCase: LoadCase, options: MatrixOptions): readonly ServerKind[] {
