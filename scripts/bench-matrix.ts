@@ -634,7 +634,7 @@ has carried no load), then runs every load case against raw and tlvkit in turn,
 on a fresh pair of servers per case (a server's history once slowed Node's raw
 echo 3–4×): raw, tlvkit, tlvkit, raw for each echo case — each figure the mean
 of its two runs, so a machine that drifts during a case weighs on both alike —
-then HELLO on tlvkit.${options.netty ? ` The 64 B case runs raw, tlvkit, Netty, Netty, tlvkit, raw, Netty with at least ${NETTY_WARMUP} s of warm-up (its JIT).` : ""} ${options.warmup} s of warm-up, then ${options.duration} s measured per run. ${options.rounds} round(s) per runtime.
+then HELLO on tlvkit.${options.netty ? ` The 64 B case runs raw, tlvkit, Netty, Netty, tlvkit, raw; Netty gets at least ${NETTY_WARMUP} s of warm-up (its JIT).` : ""} ${options.warmup} s of warm-up, then ${options.duration} s measured per run. ${options.rounds} round(s) per runtime.
 
 ## Ratios
 
