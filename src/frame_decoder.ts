@@ -46,8 +46,11 @@ export interface FrameDecoderOptions {
  *
  * @param id Message id.
  * @param body Body bytes (a view; see {@link FrameDecoder} for its lifetime).
+ * @param inChunk `true` when `body` is a view of the chunk given to
+ *   `decode`, right after the frame's header in it (the whole frame was in
+ *   that chunk); `false` when it was put together from several chunks.
  */
-export type FrameCallback = (id: number, body: Uint8Array) => void;
+export type FrameCallback = (id: number, body: Uint8Array, inChunk: boolean) => void;
 
 /**
  * Bodies larger than this are not allocated whole from the header alone: the
@@ -340,7 +343,7 @@ export class FrameDecoder {
           this.#pooled = undefined;
         }
         this.#state = HEAD;
-        onFrame(this.#id, body);
+        onFrame(this.#id, body, false);
         continue;
       }
 
@@ -357,7 +360,7 @@ export class FrameDecoder {
           // Whole frame inside the chunk: hand out a view, copy nothing.
           const body = new Uint8Array(buffer, base + pos, length);
           pos += length;
-          onFrame(id, body);
+          onFrame(id, body, true);
           continue;
         }
       } else {
@@ -373,7 +376,7 @@ export class FrameDecoder {
         length = readField(this.#head, idBytes, lengthBytes, little);
         if (length > this.#maxBody) throw new FrameTooLargeError(length, this.#maxBody);
         if (length === 0) {
-          onFrame(id, new Uint8Array(0));
+          onFrame(id, new Uint8Array(0), false);
           continue;
         }
       }

@@ -8,7 +8,7 @@ import type { CloseReason } from "./close_reason.ts";
 import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import { FrameTooLargeError } from "./errors.ts";
 import { FrameDecoder } from "./frame_decoder.ts";
-import { readField, writeField } from "./_header_fields.ts";
+import { writeField } from "./_header_fields.ts";
 import { givePooled, takePooled } from "./_buffer_pool.ts";
 import { ByteSlab } from "./_byte_slab.ts";
 import { FrameEncoder } from "./frame_encoder.ts";
@@ -401,8 +401,24 @@ export class TransportSession implements Session {
   /** A chunk nothing refers to but the transport's backlog: handed back once that is empty. */
   #heldChunk: Uint8Array | undefined;
 
+  /**
+   * With `borrowBodies`, the frames that lay wholly in the received chunk, in
+   * order: their body views and ids, which `#inPlace` matches replies
+   * against. Forgotten once the chunk is done with, so no body outlives it here.
+   */
+  #cutBodies: Uint8Array[] = [];
+  #cutIds: number[] = [];
+  #cutCount = 0;
+
   readonly #flushTask = (): void => this.#flush();
-  readonly #onFrame = (id: number, body: Uint8Array): void => this.#dispatch(id, body);
+  readonly #onFrame = (id: number, body: Uint8Array, inChunk: boolean): void => {
+    if (inChunk && this.#receivedChunk !== undefined) {
+      const index = this.#cutCount++;
+      this.#cutBodies[index] = body;
+      this.#cutIds[index] = id;
+    }
+    this.#dispatch(id, body);
+  };
 
   /**
    * @param connection The transport connection; the session starts it.
@@ -614,6 +630,7 @@ export class TransportSession implements Session {
     // Every reply the chunk's handlers gave at once leaves in one write, now.
     this.#flushReceived();
     this.#receivedChunk = undefined;
+    if (this.#cutCount > 0) this.#forgetCut();
     // Borrowed bodies: once every handler is done and every reply copied out,
     // nothing refers to the chunk or to the decoder's reassembly buffers.
     if (!borrow || this.#queued > 0 || this.#pipeline.length > 0) return false;
@@ -624,6 +641,19 @@ export class TransportSession implements Session {
     this.#chunkInBacklog = false;
     this.#heldChunk = chunk;
     return false;
+  }
+
+  /** The received chunk is done with: let go of its frames' bodies. */
+  #forgetCut(): void {
+    const count = this.#cutCount;
+    this.#cutCount = 0;
+    if (count > KEPT_QUEUE_LENGTH) {
+      // A chunk of many small frames: let its arrays go.
+      this.#cutBodies = [];
+      this.#cutIds = [];
+    } else {
+      for (let i = 0; i < count; i++) this.#cutBodies[i] = EMPTY;
+    }
   }
 
   /** After a chunk: flush what its handlers queued, unless a flush is scheduled or a drain awaited. */
@@ -829,32 +859,31 @@ export class TransportSession implements Session {
 
   /**
    * The queued frames as they already are in the received chunk, if they are:
-   * each body a borrowed view of the chunk, right after a header holding the
-   * same id and length (an echo, or any reply of a request's own body under
-   * its own id), one after the other. Then the flush sends that stretch of the
-   * chunk (the bytes the copy would write) and copies nothing.
+   * each body the view the decoder cut from the chunk for a request, replied
+   * under that request's id (so the header before it in the chunk holds the
+   * reply's id and length: an echo, or any reply of a request's own body under
+   * its own id), for requests one after the other. Then the flush sends that
+   * stretch of the chunk (the bytes the copy would write) and copies nothing.
+   * Matched by identity against the frames recorded in `#onFrame`: no read of
+   * `.buffer` (a call into the runtime on V8) or of the header bytes per frame.
    */
   #inPlace(count: number, size: number): Uint8Array | undefined {
-    const chunk = this.#receivedChunk!;
-    const buffer = chunk.buffer;
-    const base = chunk.byteOffset;
-    const headerSize = this.#headerSize;
-    const idBytes = this.#idBytes;
-    const lengthBytes = this.#lengthBytes;
-    const little = this.#littleEndian;
+    const cutCount = this.#cutCount;
+    if (count > cutCount) return undefined;
+    const cutBodies = this.#cutBodies;
+    const cutIds = this.#cutIds;
     const bodies = this.#bodies;
     const ids = this.#ids;
-    const start = bodies[0]!.byteOffset - base - headerSize;
-    if (start < 0 || start + size > chunk.length) return undefined;
-    let at = start;
+    const first = bodies[0]!;
+    // The first reply's request: usually the chunk's first frame, or the next.
+    let k = 0;
+    while (k < cutCount && cutBodies[k] !== first) k++;
+    if (k + count > cutCount) return undefined;
     for (let i = 0; i < count; i++) {
-      const body = bodies[i]!;
-      if (body.buffer !== buffer || body.byteOffset - base !== at + headerSize) return undefined;
-      if (readField(chunk, at, idBytes, little) !== ids[i]) return undefined;
-      if (readField(chunk, at + idBytes, lengthBytes, little) !== body.length) return undefined;
-      at += headerSize + body.length;
+      if (bodies[i] !== cutBodies[k + i] || ids[i] !== cutIds[k + i]) return undefined;
     }
-    return new Uint8Array(buffer, base + start, size);
+    // Frames wholly in one chunk lie back to back: the stretch starts at the first one's header.
+    return new Uint8Array(this.#receivedChunk!.buffer, first.byteOffset - this.#headerSize, size);
   }
 
   /**

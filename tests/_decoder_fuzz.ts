@@ -284,7 +284,20 @@ function checkRound(
     }
     verified = count;
   };
-  const onFrame = (id: number, body: Uint8Array): void => {
+  const headerSize = layout.idBytes + layout.lengthBytes;
+  // The chunk being decoded, for the callback's inChunk check (decode API only).
+  let current: { chunk: Uint8Array; start: number } | undefined;
+  const onFrame = (id: number, body: Uint8Array, inChunk?: boolean): void => {
+    const frame = model.frames[delivered.length];
+    if (current !== undefined && frame !== undefined) {
+      // inChunk: exactly when the whole frame lay in this chunk, and then the body is its view there.
+      const { chunk, start } = current;
+      const whole = frame.end - frame.body.length - headerSize >= start && frame.end <= start + chunk.length;
+      if (inChunk !== whole) fail(`frame ${delivered.length}: inChunk ${inChunk} for a frame ${whole ? "" : "not "}wholly in the chunk`);
+      if (inChunk && (body.buffer !== chunk.buffer || body.byteOffset !== chunk.byteOffset + frame.end - body.length - start)) {
+        fail(`frame ${delivered.length}: inChunk body is not the chunk's view at the frame's place`);
+      }
+    }
     delivered.push({ id, body, copy: body.slice() });
     if (delivered.length - 1 === throwAt) throw new CallbackFailure();
   };
@@ -313,7 +326,10 @@ function checkRound(
     let thrown: unknown = undefined;
     let threw = false;
     try {
-      if (api === "decode") decoder.decode(chunk, onFrame);
+      if (api === "decode") {
+        current = { chunk, start };
+        decoder.decode(chunk, onFrame);
+      }
       else for (const frame of decoder.push(chunk)) onFrame(frame.id, frame.body);
     } catch (error) {
       thrown = error;
