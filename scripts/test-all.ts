@@ -1,6 +1,6 @@
 /**
- * The project's test command: type-check with `tsc` and `deno check`, check
- * that the generated worker bundle is fresh, then run the one suite in
+ * The project's test command: type-check with `tsc` and `deno check`, lint
+ * with `deno lint`, check that the generated worker bundle is fresh, then run the one suite in
  * `tests/` on Node, Deno and Bun, one after another. Prints
  * each tool's own output, then one summary line per step, and exits non-zero
  * if any step failed or a runtime ran no test.
@@ -173,6 +173,8 @@ async function main(): Promise<void> {
     results.push(await step("deno check", tool("deno"), ["check", "mod.ts", "src/", "tests/", "scripts/", "examples/"]));
     // The worker-thread bundle (serve --workers on Deno) matches the sources.
     results.push(await step("worker bundle", "node", ["--import", "tsx", "scripts/build-thread-worker.ts", "--check"]));
+    // Deno's linter over everything (it found an unmarked control-character regex once).
+    results.push(await step("lint", tool("deno"), ["lint", "--quiet"]));
     // Every public symbol documented.
     results.push(await step("doc lint", tool("deno"), ["doc", "--lint", "mod.ts"]));
     // Every @example in the public API's JSDoc must type-check and run.

@@ -49,6 +49,7 @@ function replyError(request: Request, layout: FrameLayout, reason: string): void
  * or may (surrogates: lone ones are escaped); any of them, and the reply's data
  * goes through JSON.stringify.
  */
+// deno-lint-ignore no-control-regex -- control characters are exactly what needs escaping
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 function hello(request: Request, layout: FrameLayout): void {
