@@ -188,7 +188,7 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
   const native = nativeGenerator(ROOT).path;
   let servers: Partial<Record<ServerKind, ServerProcess>> = {};
   const stopAll = (): Promise<unknown> => Promise.all(Object.values(servers).map((server) => server.stop()));
-  const startPair = async (kinds: readonly ServerKind[] = ["raw", "tlvkit"]): Promise<void> => {
+  const startServers = async (kinds: readonly ServerKind[] = ["raw", "tlvkit"]): Promise<void> => {
     const started = await Promise.allSettled(kinds.map((kind) => startServer(kind, runtime, pin)));
     started.forEach((outcome, i) => {
       if (outcome.status === "fulfilled") servers[kinds[i]!] = outcome.value;
@@ -196,7 +196,7 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
     const failed = started.find((outcome): outcome is PromiseRejectedResult => outcome.status === "rejected");
     if (failed !== undefined) throw failed.reason;
   };
-  const stopPair = async (): Promise<void> => {
+  const stopServers = async (): Promise<void> => {
     for (const [kind, server] of Object.entries(servers) as Array<[ServerKind, ServerProcess]>) {
       const peak = readStatusKiB(server.pid, "VmHWM");
       if (peak !== undefined) result.peakRssKiB[kind] = Math.max(result.peakRssKiB[kind] ?? 0, peak);
@@ -209,7 +209,7 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
     // Every case on fresh servers: a server's history (Node's raw echo once ran
     // its 4 KiB case at 17-21 µs/frame after the idle and 64 B cases, against
     // 5-7 fresh) must not weigh on one side. Idle sessions first.
-    await startPair();
+    await startServers();
     for (const kind of ["raw", "tlvkit"] as const) {
       const server = servers[kind]!;
       const idle = await runIdle({ host: server.host, port: server.port, count: options.idle, serverPid: server.pid, settleMs: options.settleMs });
@@ -219,8 +219,8 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
     }
     for (const loadCase of CASES) {
       const kinds = caseServers(loadCase, options);
-      await stopPair();
-      await startPair(kinds);
+      await stopServers();
+      await startServers(kinds);
       // A, B, B, A: a machine that drifts (or flips into a slower state) during
       // a case weighs on both servers alike, and each figure is the mean of two runs.
       const order = kinds.length > 1 ? [...kinds, ...[...kinds].reverse()] : kinds;
@@ -252,7 +252,7 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
         );
       }
     }
-    await stopPair();
+    await stopServers();
   } finally {
     await stopAll();
     await stopAllServers();
@@ -624,7 +624,7 @@ npm run bench:quick       # one short round, prints the ratios, writes nothing
 # one case at a time (server started, pinned, and measured by the generator):
 node --import tsx scripts/bench.ts --server tlvkit --runtime deno --size 64 --connections 16 --window 16
 node --import tsx scripts/bench.ts --server raw --runtime deno --size 4096 --connections 16 --window 4
-node --import tsx scripts/bench.ts --server tlvkit --runtime bun --mode hello${options.netty ? "\nnode --import tsx scripts/bench.ts --server netty --size 64 --warmup 3" : ""}
+node --import tsx scripts/bench.ts --server tlvkit --runtime bun --mode hello${options.netty ? `\nnode --import tsx scripts/bench.ts --server netty --size 64 --warmup ${NETTY_WARMUP}` : ""}
 node --import tsx scripts/bench.ts --server tlvkit --runtime node --idle 1000
 \`\`\`
 
