@@ -84,7 +84,6 @@ const READS_VIA_ONREAD = typeof process.versions.bun !== "string" && typeof proc
 interface WriteRequest {
   handle: StreamHandle;
   oncomplete: (this: WriteRequest, status: number) => void;
-  async: boolean;
   /** Kept alive while libuv writes it (the native side holds only a pointer). */
   buffer: Uint8Array | null;
   bytes: number;
@@ -257,7 +256,6 @@ class NodeConnection implements Connection {
     const request = new binding.WriteWrap();
     request.handle = handle;
     request.oncomplete = NodeConnection.#onWritten;
-    request.async = false;
     request.connection = this;
     const status = handle.writeBuffer(request, bytes);
     if (status !== 0) {
@@ -266,7 +264,6 @@ class NodeConnection implements Connection {
     }
     if (binding.streamBaseState[binding.kLastWriteWasAsync] === 0) return this.#pending === 0;
     // Queued by libuv: keep the bytes until it is done with them.
-    request.async = true;
     request.buffer = bytes;
     request.bytes = bytes.length;
     this.#pending += bytes.length;
