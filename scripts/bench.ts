@@ -286,8 +286,26 @@ export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: 
     if (netty.command === undefined) throw new Error(`no Netty echo: ${netty.reason}`);
     args = [...netty.command, "0"];
   }
+  const label = kind === "netty" ? "netty server" : `${kind} server on ${runtime}`;
+  return { kind, runtime, ...(await startServerCommand(args, label, cpu)) };
+}
+
+/** A server started from a command line by {@link startServerCommand}. */
+export type CommandServer = Omit<ServerProcess, "kind" | "runtime">;
+
+/**
+ * Start any server command (run in the repository root) and wait for it to
+ * print `listening on HOST:PORT` on standard output.
+ *
+ * @param args The program and its arguments (no shell).
+ * @param label What to call it in errors.
+ * @param cpu Pin it to this CPU with `taskset -c` (ignored when pinning is impossible).
+ * @returns The running server.
+ * @throws {Error} When it cannot start, exits, or prints nothing within 30 s.
+ */
+export async function startServerCommand(args: readonly string[], label: string, cpu?: number): Promise<CommandServer> {
   const pinned = cpu !== undefined && canPin() ? cpu : undefined;
-  const command = pinned !== undefined ? ["taskset", "-c", String(pinned), ...args] : args;
+  const command = pinned !== undefined ? ["taskset", "-c", String(pinned), ...args] : [...args];
   const child = spawn(command[0]!, command.slice(1), { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);
   let stdout = "";
@@ -297,11 +315,10 @@ export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: 
   child.stderr!.on("data", (text: string) => {
     stderr = (stderr + text).slice(-4096);
   });
-  const label = kind === "netty" ? "netty server" : `${kind} server on ${runtime}`;
   try {
     const [host, port] = await new Promise<[string, number]>((resolveListen, reject) => {
       const timer = setTimeout(() => {
-        reject(new Error(`${label} printed no "listening on" line within 30 s; stderr: ${stderr.slice(-500)}`));
+        reject(new Error(`${label} printed no "listening on" line within 30 s; stderr: ${stderr.slice(-500).trim()}`));
       }, 30_000);
       const onData = (text: string): void => {
         stdout = (stdout + text).slice(-4096);
@@ -316,7 +333,7 @@ export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: 
       child.stdout!.on("data", onData);
       child.once("exit", (code, sig) => {
         clearTimeout(timer);
-        reject(new Error(`${label} exited (${code ?? sig}) before listening; stderr: ${stderr.slice(-500)}`));
+        reject(new Error(`${label} exited (${code ?? sig}) before listening; stderr: ${stderr.slice(-500).trim()}`));
       });
       child.once("error", (error) => {
         clearTimeout(timer);
@@ -324,8 +341,6 @@ export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: 
       });
     });
     return {
-      kind,
-      runtime,
       pid: child.pid!,
       host: host.replace(/^\[|\]$/g, ""),
       port,

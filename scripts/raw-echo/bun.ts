@@ -12,6 +12,13 @@
  * # listening on 127.0.0.1:PORT      (SIGTERM or SIGINT exits 0)
  * ```
  *
+ * Two options for measuring what JavaScriptCore charges for what tlvkit does
+ * (`scripts/bench-ab.ts`; README, "What we learned measuring"):
+ * `--binary-type arraybuffer` receives each chunk as an `ArrayBuffer` (as
+ * tlvkit's Bun adapter asks) and echoes a `Uint8Array` of it; `--views` also
+ * cuts one `Uint8Array` view per whole frame of tlvkit's default layout from
+ * each chunk (as tlvkit's decoder does for request bodies) and drops it.
+ *
  * @module
  */
 
@@ -40,7 +47,8 @@ interface RawBunListenOptions {
   port: number;
   socket: {
     open(socket: RawBunSocket): void;
-    data(socket: RawBunSocket, data: Uint8Array): void;
+    binaryType?: "buffer" | "arraybuffer";
+    data(socket: RawBunSocket, data: Uint8Array | ArrayBuffer): void;
     drain(socket: RawBunSocket): void;
     error(socket: RawBunSocket, error: Error): void;
   };
@@ -56,8 +64,23 @@ if (Bun === undefined) throw new Error("scripts/raw-echo/bun.ts runs on Bun only
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { host: { type: "string", default: "127.0.0.1" }, port: { type: "string", default: "10087" } },
+  options: {
+    host: { type: "string", default: "127.0.0.1" },
+    port: { type: "string", default: "10087" },
+    "binary-type": { type: "string", default: "buffer" },
+    views: { type: "boolean", default: false },
+  },
 });
+const binaryType = values["binary-type"];
+if (binaryType !== "buffer" && binaryType !== "arraybuffer") {
+  console.error(`raw-echo: --binary-type must be buffer or arraybuffer, got "${binaryType}"`);
+  process.exit(2);
+}
+const cutViews = values.views === true;
+if (cutViews && binaryType !== "arraybuffer") {
+  console.error("raw-echo: --views needs --binary-type arraybuffer (views of a Buffer chunk make Bun build its ArrayBuffer first)");
+  process.exit(2);
+}
 const port = Number(values.port);
 if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) {
   console.error(`raw-echo: --port must be an integer from 0 to 65535, got "${values.port}"`);
@@ -82,6 +105,21 @@ function flush(socket: RawBunSocket): void {
   }
 }
 
+/** Views cut so far: read once at exit, so that cutting them is not optimised away. */
+let viewBytes = 0;
+
+/** Cut a view of each whole frame's body (2-byte id, 2-byte big-endian length), as tlvkit's decoder does. */
+function cutFrameViews(buffer: ArrayBuffer, bytes: Uint8Array): void {
+  const end = bytes.length;
+  let pos = 0;
+  while (end - pos >= 4) {
+    const length = (bytes[pos + 2]! << 8) | bytes[pos + 3]!;
+    if (end - pos - 4 < length) break;
+    viewBytes += new Uint8Array(buffer, pos + 4, length).length;
+    pos += 4 + length;
+  }
+}
+
 let listener: { readonly port: number; stop(closeActiveConnections?: boolean): void };
 try {
   listener = Bun.listen({
@@ -92,7 +130,15 @@ try {
         socket.data = { pending: [], pendingBytes: 0, paused: false };
         socket.setNoDelay?.(true);
       },
-      data(socket, data) {
+      binaryType,
+      data(socket, received) {
+        let data: Uint8Array;
+        if (received instanceof ArrayBuffer) {
+          data = new Uint8Array(received);
+          if (cutViews) cutFrameViews(received, data);
+        } else {
+          data = received;
+        }
         const state = socket.data;
         if (state.pending.length === 0) {
           const written = socket.write(data);
@@ -130,6 +176,7 @@ process.stdout.write(`listening on ${values.host}:${listener.port}\n`);
 
 const stop = (): void => {
   listener.stop(true);
+  if (cutViews) process.stderr.write(`cut views of ${viewBytes} body bytes\n`);
   process.exit(0);
 };
 process.on("SIGTERM", stop);
