@@ -883,11 +883,7 @@ export class TransportSession implements Session {
       if (bodies[i] !== cutBodies[k + i] || ids[i] !== cutIds[k + i]) return undefined;
     }
     // Frames wholly in one chunk lie back to back: the stretch starts at the first one's header.
-    const chunk = this.#receivedChunk!;
-    const start = first.byteOffset - this.#headerSize;
-    // Usually the stretch is the whole chunk: send it as it is, no new view (and no .buffer read).
-    if (start === chunk.byteOffset && size === chunk.length) return chunk;
-    return new Uint8Array(chunk.buffer, start, size);
+    return new Uint8Array(this.#receivedChunk!.buffer, first.byteOffset - this.#headerSize, size);
   }
 
   /**
