@@ -31,8 +31,8 @@
  * buffer to the handle's `writeBuffer`, as that machinery ends up doing, with
  * a `WriteWrap` request from Node's `stream_wrap` binding
  * (`process.binding`, deprecated but kept for such uses; not taken when
- * `--pending-deprecation` would warn about it). A 64 B echo went from 1.175 to
- * 1.092 µs of server CPU per frame (interleaved A/B, 4 rounds, medians). A
+ * `--pending-deprecation` would warn about it). A 64 B echo went from 1.26 to
+ * 1.15 µs of server CPU per frame (interleaved A/B, 4 rounds, medians; README). A
  * write libuv completes at once leaves nothing behind (`backlog` stays 0);
  * one it queues keeps its buffer in the backlog until libuv reports it done,
  * `write` returns `false` and `onDrain` follows, as on Deno. libuv writes the
