@@ -45,3 +45,32 @@ export async function collectGarbage(): Promise<void> {
   }
   await new Promise<void>((resolve) => setTimeout(resolve, 0));
 }
+
+/**
+ * JavaScriptCore (Bun) finds pointers on the stack conservatively: a stale
+ * slot can keep one random object alive through any number of collections
+ * (seen in these tests on Bun only, a different chunk each time, in about one
+ * run of the retention tests in three after the other session test files).
+ * On Bun a check of what stays reachable therefore gets up to this many
+ * trials, each with objects of its own; a reference that is really kept fails
+ * them all. Node.js and Deno (V8, precise) get one.
+ */
+export const REACHABILITY_TRIALS = typeof (globalThis as { Bun?: unknown }).Bun === "object" ? 3 : 1;
+
+/**
+ * Run `trial` (which makes its own objects, collects and asserts what must be
+ * unreachable) until it passes, at most {@link REACHABILITY_TRIALS} times.
+ * Each failure before the last is printed; the last is thrown.
+ */
+export async function inReachabilityTrials(name: string, trial: () => Promise<void>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await trial();
+      return;
+    } catch (error) {
+      if (attempt >= REACHABILITY_TRIALS) throw error;
+      const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
+      console.log(`${name}: trial ${attempt} of ${REACHABILITY_TRIALS} failed (${message}); trying again with fresh objects (conservative stack scanning)`);
+    }
+  }
+}

@@ -5,14 +5,15 @@
  * chunk until the next read made every chunk outlive a young-generation
  * collection; on Bun that cost a 4 KiB echo about a quarter more server CPU
  * per frame (an ad-hoc echo on the Bun adapter, with and without keeping it,
- * interleaved), and it would pin memory per idle session. Checked with `WeakRef`s and forced collections on all three runtimes.
+ * interleaved), and it would pin memory per idle session. Checked with `WeakRef`s and forced collections on all three runtimes
+ * (on Bun in up to three trials: see `inReachabilityTrials`).
  */
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { encodeFrame, FrameLayout, type Request } from "../mod.ts";
 import { resolveSessionOptions, type SessionOwner, TransportSession } from "../src/session.ts";
-import { collectGarbage, noGcReason } from "./_gc.ts";
+import { collectGarbage, inReachabilityTrials, noGcReason } from "./_gc.ts";
 import { concat } from "./_bytes.ts";
 import { FakeClock, FakeConnection } from "./_fake_connection.ts";
 
@@ -80,38 +81,28 @@ const later: Handler = async (request) => {
   request.reply(request.body);
 };
 
-/**
- * On Bun, the chunk of a request answered by an async handler was sometimes
- * still reachable after forced collections: about one run in four of this file
- * after the other session test files (`bun test`), never alone, never on Node
- * or Deno, whichever the case order, and not cured by clearing the reply slots
- * or by collecting five times on fresh turns. Its cause is not found.
- */
-const ASYNC_ON_BUN = typeof (globalThis as { Bun?: unknown }).Bun === "object"
-  ? "on Bun an async handler's chunk is sometimes still reachable after collection (cause not found; see above)"
-  : undefined;
-if (ASYNC_ON_BUN !== undefined && noGcReason === undefined) console.log(`retention_test: skipping the async echo cases: ${ASYNC_ON_BUN}`);
-
 describe("received chunks are not kept", { skip: noGcReason }, () => {
   for (const borrowBodies of [false, true]) {
     const mode = borrowBodies ? "borrowed bodies" : "default";
     for (const [name, handler] of [["echo", echo], ["copy", copy], ["async echo", later]] as const) {
-      const skip = handler === later ? ASYNC_ON_BUN : undefined;
-      it(`${mode}, ${name}: whole frames, and frames split across chunks`, { skip }, async () => {
-        const { connection, session } = startSession(handler, borrowBodies);
-        const whole = feed(connection, frames(4, 512), []);
-        // Chunks ending inside a header and inside a body.
-        const split = feed(connection, frames(6, 300), [2, 700, 1215, 1500]);
-        await settle();
-        assert.equal(connection.written().length, 4 * 516 + 6 * 304, "every frame answered");
-        await collectGarbage();
-        assertFreed(whole, "whole frames");
-        assertFreed(split, "split frames");
-        assert.equal(session.state, "open");
-      });
+      const title = `${mode}, ${name}: whole frames, and frames split across chunks`;
+      it(title, () =>
+        inReachabilityTrials(title, async () => {
+          const { connection, session } = startSession(handler, borrowBodies);
+          const whole = feed(connection, frames(4, 512), []);
+          // Chunks ending inside a header and inside a body.
+          const split = feed(connection, frames(6, 300), [2, 700, 1215, 1500]);
+          await settle();
+          assert.equal(connection.written().length, 4 * 516 + 6 * 304, "every frame answered");
+          await collectGarbage();
+          assertFreed(whole, "whole frames");
+          assertFreed(split, "split frames");
+          assert.equal(session.state, "open");
+        }));
     }
 
-    it(`${mode}: replies that waited in the transport's backlog`, async () => {
+    const title = `${mode}: replies that waited in the transport's backlog`;
+    it(title, () => inReachabilityTrials(title, async () => {
       const { connection, session } = startSession(echo, borrowBodies);
       connection.accepting = false;
       const refs = feed(connection, frames(3, 1000), []);
@@ -127,6 +118,6 @@ describe("received chunks are not kept", { skip: noGcReason }, () => {
       await collectGarbage();
       assertFreed(refs, "after the drain");
       assert.equal(session.state, "open");
-    });
+    }));
   }
 });
