@@ -439,7 +439,10 @@ export class TransportSession implements Session {
     this.remote = connection.remote;
     this.#owner = owner;
     this.#options = options;
-    this.#decoder = new FrameDecoder(layout, { recycleBodies: options.borrowBodies });
+    // A transport that takes chunks back reads the next one into the same
+    // memory: frames there can get the same body objects again (Node, Deno).
+    const reuseViews = options.borrowBodies && typeof connection.release === "function";
+    this.#decoder = new FrameDecoder(layout, { recycleBodies: options.borrowBodies, reuseViews });
     this.#encoder = new FrameEncoder(layout);
     this.#headerSize = layout.headerSize;
     this.#idBytes = layout.idBytes;

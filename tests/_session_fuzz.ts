@@ -144,6 +144,14 @@ class Round {
   readonly inputFrames: InputFrame[] = [];
   /** Bytes generated but not yet delivered. */
   pendingInput: Uint8Array = new Uint8Array(0);
+  /**
+   * Memory chunks are read into, as the Node and Deno adapters do: the next
+   * chunk goes to its start while the last chunk read there has been handed
+   * back, and to fresh memory otherwise.
+   */
+  readonly #readMemory = new ArrayBuffer(4096);
+  #readMemoryFree = true;
+  #lastChunk: Uint8Array | undefined;
   /** Bytes generated so far (delivered or not). */
   generated = 0;
   fed = 0;
@@ -212,6 +220,8 @@ class Round {
     this.connection.onRelease = (chunk) => {
       chunk.fill(0xee);
       this.log.push(`chunk of ${chunk.length} bytes released and overwritten`);
+      // Only the last chunk delivered may be read into again (the adapters' rule).
+      if (chunk === this.#lastChunk) this.#readMemoryFree = true;
     };
     this.session.start();
   }
@@ -537,7 +547,15 @@ class Round {
     this.#generate();
     this.#garbage();
     const cut = this.rng.int(0, 2) === 0 ? this.pendingInput.length : this.rng.int(1, this.pendingInput.length);
-    const chunk = this.pendingInput.slice(0, cut);
+    let chunk: Uint8Array;
+    if (this.#readMemoryFree && cut <= this.#readMemory.byteLength) {
+      chunk = new Uint8Array(this.#readMemory, 0, cut);
+      chunk.set(this.pendingInput.subarray(0, cut));
+      this.#readMemoryFree = false;
+    } else {
+      chunk = this.pendingInput.slice(0, cut);
+    }
+    this.#lastChunk = chunk;
     this.pendingInput = this.pendingInput.slice(cut);
     const before = this.fed;
     this.fed += chunk.length;
@@ -549,6 +567,7 @@ class Round {
       // The session says nothing refers to the chunk: reuse it, as Deno's adapter does.
       chunk.fill(0xee);
       this.log.push("chunk handed back and overwritten");
+      if (chunk.buffer === this.#readMemory) this.#readMemoryFree = true;
     }
     if (poisoned && wasOpen && this.firstReason === undefined) this.violation("the oversized header did not close the session");
   }

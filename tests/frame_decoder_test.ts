@@ -10,6 +10,7 @@ import {
   IncompleteFrameError,
 } from "../mod.ts";
 import { concat, fromHex, toHex } from "./_bytes.ts";
+import { collectGarbage, inReachabilityTrials, noGcReason } from "./_gc.ts";
 
 const utf8 = new TextEncoder();
 
@@ -341,4 +342,103 @@ describe("FrameDecoder", () => {
       assert.ok(b!.body.every((byte) => byte === 2));
     });
   });
+});
+
+describe("FrameDecoder reuseViews", () => {
+  const options = { recycleBodies: true, reuseViews: true };
+
+  /** Write `wire` at the start of `memory` and decode it from there; returns the bodies, in order. */
+  function decodeIn(decoder: FrameDecoder, memory: ArrayBuffer, wire: Uint8Array): Uint8Array[] {
+    const chunk = new Uint8Array(memory, 0, wire.length);
+    chunk.set(wire);
+    const bodies: Uint8Array[] = [];
+    decoder.decode(chunk, (_id, body) => bodies.push(body));
+    return bodies;
+  }
+
+  function wireOf(...bodies: number[][]): Uint8Array {
+    return concat(bodies.map((body, i) => encodeFrame(i + 1, new Uint8Array(body))));
+  }
+
+  it("gives frames at the same place in reused memory the same body objects, holding the new bytes", () => {
+    const decoder = new FrameDecoder(undefined, options);
+    const memory = new ArrayBuffer(256);
+    decodeIn(decoder, memory, wireOf([1, 1], [2, 2, 2]));
+    decoder.releaseBodies();
+    const second = decodeIn(decoder, memory, wireOf([3, 3], [4, 4, 4]));
+    decoder.releaseBodies();
+    const third = decodeIn(decoder, memory, wireOf([5, 5], [6, 6, 6]));
+    assert.equal(third[0], second[0], "frame 1: same object");
+    assert.equal(third[1], second[1], "frame 2: same object");
+    assert.deepEqual(third.map((body) => [...body]), [[5, 5], [6, 6, 6]]);
+  });
+
+  it("cuts new views when the bodies were not released, or a frame moved or changed length", () => {
+    const decoder = new FrameDecoder(undefined, options);
+    const memory = new ArrayBuffer(256);
+    decodeIn(decoder, memory, wireOf([1], [2]));
+    decoder.releaseBodies();
+    const kept = decodeIn(decoder, memory, wireOf([1], [2]));
+    // Not released: the caller may still use `kept`.
+    const next = decodeIn(decoder, memory, wireOf([3], [4]));
+    assert.notEqual(next[0], kept[0]);
+    assert.notEqual(next[1], kept[1]);
+    decoder.releaseBodies();
+    // Frame 1 grew: frame 1 has another length, frame 2 another place.
+    const moved = decodeIn(decoder, memory, wireOf([5, 5], [6]));
+    assert.notEqual(moved[0], next[0]);
+    assert.notEqual(moved[1], next[1]);
+    assert.deepEqual(moved.map((body) => [...body]), [[5, 5], [6]]);
+  });
+
+  it("never reuses across buffers, nor without recycleBodies", () => {
+    const decoder = new FrameDecoder(undefined, options);
+    const wire = wireOf([1], [2]);
+    const seen = new Set<Uint8Array>();
+    for (let i = 0; i < 4; i++) {
+      for (const body of decodeIn(decoder, new ArrayBuffer(64), wire)) seen.add(body);
+      decoder.releaseBodies();
+    }
+    assert.equal(seen.size, 8, "fresh memory, fresh views");
+    const plain = new FrameDecoder(undefined, { reuseViews: true });
+    const memory = new ArrayBuffer(64);
+    const a = decodeIn(plain, memory, wire);
+    plain.releaseBodies();
+    const b = decodeIn(plain, memory, wire);
+    plain.releaseBodies();
+    const c = decodeIn(plain, memory, wire);
+    assert.ok(a[0] !== b[0] && b[0] !== c[0], "reuseViews does nothing without recycleBodies");
+  });
+
+  it("keeps the views of the first 64 frames of a chunk only", () => {
+    const decoder = new FrameDecoder(undefined, options);
+    const memory = new ArrayBuffer(4096);
+    const wire = wireOf(...Array.from({ length: 70 }, (_, i) => [i]));
+    decodeIn(decoder, memory, wire);
+    decoder.releaseBodies();
+    const second = decodeIn(decoder, memory, wire);
+    decoder.releaseBodies();
+    const third = decodeIn(decoder, memory, wire);
+    assert.equal(third[63], second[63]);
+    assert.notEqual(third[64], second[64]);
+    assert.deepEqual(third.map((body) => body[0]), Array.from({ length: 70 }, (_, i) => i));
+  });
+
+  const title = "holds on to no chunk that came in fresh memory";
+  it(title, { skip: noGcReason }, () =>
+    inReachabilityTrials(title, async () => {
+      const decoder = new FrameDecoder(undefined, options);
+      const refs: WeakRef<ArrayBuffer>[] = [];
+      // Each chunk in memory of its own, referenced from here only weakly.
+      (() => {
+        for (let i = 0; i < 3; i++) {
+          const memory = new ArrayBuffer(64);
+          refs.push(new WeakRef(memory));
+          decodeIn(decoder, memory, wireOf([i], [i]));
+          decoder.releaseBodies();
+        }
+      })();
+      await collectGarbage();
+      assert.deepEqual(refs.map((ref) => ref.deref() === undefined), [true, true, true], "every chunk collected");
+    }));
 });
