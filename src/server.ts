@@ -74,8 +74,10 @@ export interface ServerOptions extends FrameLayoutOptions, SessionOptions {
    * bytes; Bun allocates every chunk itself, and there only bodies split across
    * chunks are reassembled in reused memory.) A reply that is the request's
    * own frame (same id, the lent body itself, as an echo) is then sent
-   * straight from the received chunk, without a copy. `tlvkit serve` sets it:
-   * its handlers keep nothing.
+   * straight from the received chunk, without a copy. On Node and Deno a
+   * frame that arrives where an earlier one lay, with the same length, gets
+   * that frame's body object again (holding the new bytes): a kept body may
+   * change under you. `tlvkit serve` sets it: its handlers keep nothing.
    * @default {false}
    */
   borrowBodies?: boolean;
