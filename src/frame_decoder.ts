@@ -97,6 +97,14 @@ const RECYCLE_ABOVE = 1024;
  */
 export const REUSED_VIEWS_MAX = 64;
 
+/**
+ * With `reuseViews`: after this many chunks in a row each in memory of its
+ * own, only every `PROBE_EVERY`-th chunk's memory is remembered to compare
+ * the next one with.
+ */
+const FRESH_BEFORE_PROBING = 4;
+const PROBE_EVERY = 32;
+
 const HEAD = 0;
 const BODY = 1;
 
@@ -178,6 +186,8 @@ export class FrameDecoder {
    */
   #viewBuffer: ArrayBufferLike | undefined;
   #lastBuffer: WeakRef<ArrayBufferLike> | undefined;
+  /** Chunks in a row that did not come in the memory of the one before. */
+  #freshChunks = 0;
   /** The whole-frame bodies the last chunk in `#viewBuffer` was given, in order, and their offsets in it. */
   readonly #views: Uint8Array[] = [];
   readonly #viewOffsets: number[] = [];
@@ -463,16 +473,23 @@ export class FrameDecoder {
    */
   #viewTarget(buffer: ArrayBufferLike): number {
     if (buffer === this.#viewBuffer) return REUSED_VIEWS_MAX;
-    // Other memory: let go of the old (only a WeakRef allocation when the
-    // buffer changes, which a reusing caller's rarely does).
+    // Other memory: let go of the old.
     this.#viewBuffer = undefined;
     if (this.#lastBuffer !== undefined && this.#lastBuffer.deref() === buffer) {
       // The second chunk in a row in this memory: the caller reuses it.
       this.#lastBuffer = undefined;
+      this.#freshChunks = 0;
       this.#viewBuffer = buffer;
       return REUSED_VIEWS_MAX;
     }
-    this.#lastBuffer = new WeakRef(buffer);
+    // Remembered weakly, to compare the next chunk with; after a run of
+    // chunks each in fresh memory (Bun's larger ones), only every
+    // PROBE_EVERY-th: a WeakRef per chunk would be waste there.
+    let fresh = this.#freshChunks + 1;
+    if (fresh > FRESH_BEFORE_PROBING + PROBE_EVERY) fresh = FRESH_BEFORE_PROBING + 1;
+    this.#freshChunks = fresh;
+    const probe = fresh <= FRESH_BEFORE_PROBING || fresh === FRESH_BEFORE_PROBING + PROBE_EVERY;
+    this.#lastBuffer = probe ? new WeakRef(buffer) : undefined;
     return 0;
   }
 

@@ -410,6 +410,25 @@ describe("FrameDecoder reuseViews", () => {
     assert.ok(a[0] !== b[0] && b[0] !== c[0], "reuseViews does nothing without recycleBodies");
   });
 
+  it("starts reusing within a few dozen chunks once the memory stops changing after a long run of fresh memory", () => {
+    const decoder = new FrameDecoder(undefined, options);
+    const wire = wireOf([1], [2]);
+    for (let i = 0; i < 100; i++) {
+      decodeIn(decoder, new ArrayBuffer(64), wire);
+      decoder.releaseBodies();
+    }
+    const memory = new ArrayBuffer(64);
+    let previous: Uint8Array | undefined;
+    let firstReuse = -1;
+    for (let i = 0; i < 60 && firstReuse < 0; i++) {
+      const [body] = decodeIn(decoder, memory, wire);
+      decoder.releaseBodies();
+      if (body === previous) firstReuse = i;
+      previous = body;
+    }
+    assert.ok(firstReuse > 0 && firstReuse <= 40, `reused from chunk ${firstReuse} on`);
+  });
+
   it("keeps the views of the first 64 frames of a chunk only", () => {
     const decoder = new FrameDecoder(undefined, options);
     const memory = new ArrayBuffer(4096);

@@ -12,7 +12,7 @@
  *   (the receiver kept no reference), or until the receiver hands it back
  *   later with `release` (replies sent straight from the chunk have left the
  *   backlog): then the adapter may read into the same memory again (Node's and
- *   Deno's do; Bun allocates every chunk itself).
+ *   Deno's do, and Bun's for chunks of up to 2 KiB, which it copies).
  * - **`write` takes the whole buffer.** Whatever the OS does not take at once
  *   (Deno's and Bun's writes may be partial) the adapter keeps and sends, in
  *   order, before anything written later. The caller must not modify the buffer
