@@ -95,7 +95,7 @@ const RECYCLE_ABOVE = 1024;
  * With `reuseViews`, the views of at most this many frames of a chunk are kept
  * for the next chunk in the same memory (a pipelined window rarely holds more).
  */
-export const REUSED_VIEWS_MAX = 64;
+const REUSED_VIEWS_MAX = 64;
 
 /**
  * With `reuseViews`: after this many chunks in a row each in memory of its

@@ -294,12 +294,8 @@ class BunConnection implements Connection {
     const chunk = last !== undefined && last.length === size ? last : new Uint8Array(memory.buffer, 0, size);
     this.#readChunk = chunk;
     this.#readHeld = true;
-    try {
-      // Returned true: nothing refers to the chunk, so the next small one is copied over it.
-      if (handlers.onData(chunk) === true) this.#readHeld = false;
-    } catch (error) {
-      this.#fail(asError(error));
-    }
+    // Returned true: nothing refers to the chunk, so the next small one is copied over it.
+    if (this.#emitData(handlers, chunk)) this.#readHeld = false;
   }
 
   release(chunk: Uint8Array): void {
@@ -314,11 +310,13 @@ class BunConnection implements Connection {
     else this.#emitEnd(handlers);
   }
 
-  #emitData(handlers: ConnectionHandlers, chunk: Uint8Array): void {
+  /** @returns `true` when `onData` did (nothing refers to the chunk any more). */
+  #emitData(handlers: ConnectionHandlers, chunk: Uint8Array): boolean {
     try {
-      handlers.onData(chunk);
+      return handlers.onData(chunk) === true;
     } catch (error) {
       this.#fail(asError(error));
+      return false;
     }
   }
 
