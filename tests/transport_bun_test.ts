@@ -150,6 +150,30 @@ describe("Bun transport adapter", () => {
       server.abort();
     });
 
+    it("reads a small chunk into the memory of a kept one only once release hands that one back", { skip: BUN_ONLY }, async () => {
+      const { client, server, serverRec } = await harness.pair();
+      // The recorder keeps every chunk (onData returns nothing).
+      const send = async (seed: number, total: number): Promise<Uint8Array> => {
+        client.write(pattern(100, seed));
+        await until(() => serverRec.bytes === total, 5000, `chunk ${seed}`);
+        return serverRec.chunks.at(-1)!;
+      };
+      const first = await send(1, 100);
+      const second = await send(2, 200);
+      assert.notEqual(second.buffer, first.buffer, "a kept chunk's memory is not read into");
+      server.release!(second);
+      const third = await send(3, 300);
+      assert.notEqual(third.buffer, first.buffer, "handing back a chunk other than the last one copied frees nothing");
+      server.release!(first);
+      const fourth = await send(4, 400);
+      assert.equal(fourth.buffer, first.buffer, "the released chunk's memory is read into again");
+      assert.deepEqual(fourth, pattern(100, 4));
+      assert.deepEqual(second, pattern(100, 2));
+      assert.deepEqual(third, pattern(100, 3));
+      client.abort();
+      server.abort();
+    });
+
     it("delivers an abort made before start as a close without error", { skip: BUN_ONLY }, async () => {
       const accepted = deferred<Connection>();
       harness.unstarted = (connection) => accepted.resolve(connection);
