@@ -262,17 +262,19 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
 
 /**
  * Two runs of one case as one: each figure the better of the two (the lower
- * cost, the higher throughput), errors added up. On a shared machine noise
- * only ever adds cost (another tenant, a slower phase of the host), so the
- * better run is the nearer estimate of what the server itself costs; a mean
- * let one disturbed run of a pair move a round's ratio by 20–50 %.
+ * cost, the higher throughput), errors added up; the CPU shares, which are
+ * context rather than a score, come from the run with the lower server CPU
+ * per frame. On a shared machine noise only ever adds cost (another tenant,
+ * a slower phase of the host), so the better run is the nearer estimate of
+ * what the server itself costs; a mean let one disturbed run of a pair move a
+ * round's ratio by 20–50 %.
  */
 function bestOf(a: LoadResult, b: LoadResult): LoadResult {
+  const cheaper = (a.server?.cpuUsPerFrame ?? Infinity) < (b.server?.cpuUsPerFrame ?? Infinity) ? a : b;
   const server = a.server !== undefined && b.server !== undefined
     ? {
-      ...b.server,
+      ...cheaper.server!,
       cpuUsPerFrame: Math.min(a.server.cpuUsPerFrame, b.server.cpuUsPerFrame),
-      cpuShare: Math.max(a.server.cpuShare, b.server.cpuShare),
       ticks: a.server.ticks + b.server.ticks,
     }
     : a.server ?? b.server;
@@ -285,9 +287,9 @@ function bestOf(a: LoadResult, b: LoadResult): LoadResult {
     mbpsOut: Math.max(a.mbpsOut, b.mbpsOut),
     p50Us: Math.min(a.p50Us, b.p50Us),
     p99Us: Math.min(a.p99Us, b.p99Us),
-    maxUs: Math.max(a.maxUs, b.maxUs),
+    maxUs: Math.min(a.maxUs, b.maxUs),
     generatorCpuUsPerFrame: Math.min(a.generatorCpuUsPerFrame, b.generatorCpuUsPerFrame),
-    generatorCpuShare: Math.max(a.generatorCpuShare, b.generatorCpuShare),
+    generatorCpuShare: cheaper.generatorCpuShare,
     server,
     errors: a.errors + b.errors,
     errorSamples: [...a.errorSamples, ...b.errorSamples].slice(0, 5),
