@@ -220,8 +220,9 @@ class Round {
     this.connection.onRelease = (chunk) => {
       chunk.fill(0xee);
       this.log.push(`chunk of ${chunk.length} bytes released and overwritten`);
-      // Only the last chunk delivered may be read into again (the adapters' rule).
-      if (chunk === this.#lastChunk) this.#readMemoryFree = true;
+      // Only the last chunk delivered may be read into again (the adapters' rule),
+      // and only the memory it lies in: a fresh chunk frees nothing here.
+      if (chunk === this.#lastChunk && chunk.buffer === this.#readMemory) this.#readMemoryFree = true;
     };
     this.session.start();
   }
