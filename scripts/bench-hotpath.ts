@@ -17,6 +17,18 @@
  * read of a server under a 16 × 16 pipelined load holds about 20) or 4 frames
  * of 4 KiB (16 × 4).
  *
+ * `--evict BYTES` (default 0) measures with cold caches, as between two reads
+ * of one connection on a loaded server, when the kernel's and the runtime's
+ * copies of the other connections' traffic have passed through the caches:
+ * before each chunk, BYTES are copied through memory, then the chunk is
+ * copied into its buffer (the read, which leaves it warm). The same loop
+ * without the server is timed too and subtracted, so this figure is noisier
+ * than the warm one (a difference of two timings; each the better of two
+ * runs). 4 KiB echo, ns per frame, warm → `--evict 65536` → `--evict 262144`
+ * on the machine of BENCHMARKS.md: Bun 113–141 → 221–293 → 380–450, Node
+ * 116 → 134 → 174, Deno 87–97 → 84–95 → 70. JavaScriptCore's cost grows with
+ * cold caches where V8's hardly does (README, What we learned measuring).
+ *
  * @module
  */
 
@@ -86,6 +98,8 @@ interface Case {
 
 const utf8 = new TextEncoder();
 const POOL = 1024;
+/** Largest `--evict`. */
+const EVICT_MAX = 64 * 1024 * 1024;
 
 function bodyOf(size: number, seed: number): Uint8Array {
   const body = new Uint8Array(size);
@@ -106,9 +120,17 @@ function nextTurn(): Promise<void> {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(2),
-    options: { seconds: { type: "string", default: "2" }, only: { type: "string" } },
+    options: { seconds: { type: "string", default: "2" }, only: { type: "string" }, evict: { type: "string", default: "0" } },
   });
   const seconds = Number(values.seconds);
+  const evict = Number(values.evict);
+  if (!(Number.isInteger(seconds * 1000) && seconds > 0)) throw new Error(`--seconds must be a positive number, got "${values.seconds}"`);
+  if (!(Number.isInteger(evict) && evict >= 0 && evict <= EVICT_MAX)) {
+    throw new Error(`--evict must be a whole number of bytes from 0 to ${EVICT_MAX}, got "${values.evict}"`);
+  }
+  // Streamed through before each chunk with --evict: source and destination apart, both larger than any cache line set.
+  const evictFrom = new Uint8Array(evict).fill(1);
+  const evictTo = new Uint8Array(evict);
   const connections = Array.from({ length: 16 }, () => new MemoryConnection());
   const app = createBundledApp(new FrameLayout());
   const server = await serve({
@@ -138,29 +160,54 @@ async function main(): Promise<void> {
     let next = 0;
     for (const connection of connections) connection.bytesWritten = 0;
     let fed = 0;
-    /** Frames per second of CPU time (the pauses between batches are not counted). */
-    const run = async (ms: number): Promise<number> => {
+    /**
+     * CPU nanoseconds per frame (the pauses between batches are not counted);
+     * `withServer` false runs only the --evict stand-in for the socket.
+     */
+    const run = async (ms: number, withServer: boolean): Promise<number> => {
       const start = performance.now();
       const cpuStart = process.cpuUsage();
       let frameCount = 0;
       while (performance.now() - start < ms) {
         for (let turn = 0; turn < 64; turn++) {
           for (const connection of connections) {
-            connection.handlers!.onData(pool[next++ & (POOL - 1)]!);
+            const slot = pool[next++ & (POOL - 1)]!;
+            if (evict > 0) {
+              evictTo.set(evictFrom);
+              slot.set(chunk);
+            }
+            if (withServer) {
+              connection.handlers!.onData(slot);
+              fed += chunk.length;
+            }
             frameCount += perChunk;
-            fed += chunk.length;
           }
           await Promise.resolve(); // the flush microtasks run here, as after a socket callback
         }
         await nextTurn();
       }
       const cpu = process.cpuUsage(cpuStart);
-      return frameCount / ((cpu.user + cpu.system) / 1e6);
+      return ((cpu.user + cpu.system) * 1000) / frameCount;
     };
-    await run(300); // warm up
-    const rate = await run(seconds * 1000);
-    const written = connections.reduce((n, connection) => n + connection.bytesWritten, 0);
-    console.log(`  ${`${c.label} ×${perChunk}`.padEnd(14)} ${(1e9 / rate).toFixed(0).padStart(6)} ns/frame  (${(rate / 1e6).toFixed(2)} M frames per CPU second; ${(written / fed).toFixed(2)} bytes out per byte in)`);
+    await run(300, true); // warm up
+    let label = `${c.label} ×${perChunk}`.padEnd(14);
+    if (evict === 0) {
+      const ns = await run(seconds * 1000, true);
+      const written = connections.reduce((n, connection) => n + connection.bytesWritten, 0);
+      console.log(`  ${label} ${ns.toFixed(0).padStart(6)} ns/frame  (${(1e3 / ns).toFixed(2)} M frames per CPU second; ${(written / fed).toFixed(2)} bytes out per byte in)`);
+      continue;
+    }
+    // Cold: the stand-in's own cost is subtracted; the better of two runs of each (noise only adds).
+    await run(300, false);
+    const half = (seconds * 1000) / 2;
+    let both = Infinity;
+    let alone = Infinity;
+    for (let i = 0; i < 2; i++) {
+      alone = Math.min(alone, await run(half, false));
+      both = Math.min(both, await run(half, true));
+    }
+    label += ` cold (--evict ${evict})`;
+    console.log(`  ${label} ${(both - alone).toFixed(0).padStart(6)} ns/frame  (${both.toFixed(0)} with the socket stand-in, ${alone.toFixed(0)} for the stand-in alone)`);
   }
   await server.close({ drainTimeout: 100 });
 }

@@ -886,8 +886,12 @@ export class TransportSession implements Session {
     for (let i = 0; i < count; i++) {
       if (bodies[i] !== cutBodies[k + i] || ids[i] !== cutIds[k + i]) return undefined;
     }
-    // Frames wholly in one chunk lie back to back: the stretch starts at the first one's header.
-    return new Uint8Array(this.#receivedChunk!.buffer, first.byteOffset - this.#headerSize, size);
+    // Frames wholly in one chunk lie back to back: the stretch starts at the
+    // first one's header. Often it is the whole chunk: then no new view.
+    const chunk = this.#receivedChunk!;
+    const start = first.byteOffset - this.#headerSize;
+    if (start === chunk.byteOffset && size === chunk.length) return chunk;
+    return new Uint8Array(chunk.buffer, start, size);
   }
 
   /**

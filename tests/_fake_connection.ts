@@ -14,6 +14,10 @@ export class FakeConnection implements Connection {
   readonly local: SocketAddress = { host: "127.0.0.1", port: 10086 };
   handlers: ConnectionHandlers | undefined;
   readonly writes: Uint8Array[] = [];
+  /** With `keepGiven`: the buffers given to `write`, as given (not copies), in order. */
+  readonly given: Uint8Array[] = [];
+  /** Record `given` (off by default: it keeps every buffer written alive). */
+  keepGiven = false;
   /** What `write` returns: `false` simulates a full socket. */
   accepting = true;
   /** Bytes the fake pretends the OS has not taken yet. */
@@ -44,6 +48,7 @@ export class FakeConnection implements Connection {
       this.callsAfterClose++;
       return false;
     }
+    if (this.keepGiven) this.given.push(bytes);
     if (this.holdsWrites) {
       this.#held.push(bytes);
       this.pending += bytes.length;

@@ -68,4 +68,40 @@ describe("ReadRegions", () => {
     assert.ok(next.byteOffset >= second.byteOffset + second.length);
     assert.ok(first.every((byte) => byte === 1) && second.every((byte) => byte === 2));
   });
+
+  it("hands out the same region and chunk objects again for reads into released memory, and new ones otherwise", () => {
+    const regions = new ReadRegions();
+    for (let i = 0; i < 6; i++) read(regions, "all"); // read size and slab grown
+    const region = regions.take();
+    const chunk = regions.filled(region, 20_000); // over a quarter of the region: the read size stays
+    regions.release(chunk);
+    const sameRegion = regions.take();
+    assert.equal(sameRegion, region, "the same bytes to read into: the same region object");
+    const sameChunk = regions.filled(sameRegion, 20_000);
+    assert.equal(sameChunk, chunk, "the same bytes read: the same chunk object");
+    regions.release(sameChunk);
+
+    const longer = regions.filled(regions.take(), 20_100);
+    assert.notEqual(longer, chunk, "another length: another view");
+    assert.deepEqual([longer.buffer, longer.byteOffset, longer.length], [chunk.buffer, chunk.byteOffset, 20_100]);
+    // Kept (not released): the next region lies after it, a new object.
+    const after = regions.take();
+    assert.notEqual(after, region);
+    assert.ok(after.byteOffset >= longer.byteOffset + longer.length, "never over a chunk still held");
+    const full = regions.filled(after, after.length);
+    assert.equal(full, after, "a read that fills its region is the region itself");
+  });
+
+  it("hands out new views once it moves to a new slab", () => {
+    const regions = new ReadRegions();
+    const first = regions.take();
+    regions.release(regions.filled(first, 10));
+    assert.equal(regions.take(), first);
+    regions.filled(first, first.length); // fills it: the read size grows and the slab has no room left
+    const next = regions.take();
+    assert.notEqual(next.buffer, first.buffer, "a new slab");
+    assert.notEqual(next, first);
+    regions.release(regions.filled(next, 4000)); // over a quarter: the read size stays
+    assert.equal(regions.take(), next, "views of the new slab are handed out again");
+  });
 });

@@ -458,9 +458,12 @@ describe("Session", () => {
     it("with borrowBodies, sends echoed frames straight from the chunk and hands it back once they are written", () => {
       const h = harness(echo, { borrowBodies: true });
       h.connection.holdsWrites = true;
+      h.connection.keepGiven = true;
       h.connection.onRelease = (chunk) => chunk.fill(0xee);
       const chunk = concat([frame(1, "a"), frame(2, "bb"), frame(3, "")]);
       assert.equal(h.connection.receive(chunk), false, "the write in flight is the chunk itself");
+      assert.equal(h.connection.given.length, 1, "one write for the chunk's replies");
+      assert.equal(h.connection.given[0], chunk, "every frame echoed: the chunk object itself, no new view");
       assert.equal(h.connection.released.length, 0);
       h.connection.drain();
       assert.deepEqual(h.connection.released, [chunk], "handed back once the backlog is empty");
@@ -470,6 +473,19 @@ describe("Session", () => {
       const quick = harness(echo, { borrowBodies: true });
       assert.equal(quick.connection.receive(concat([frame(4, "d"), frame(5, "e")])), true);
       assert.deepEqual(quick.sent(), ["4:d", "5:e"]);
+
+      // Only some frames echoed: the stretch of the chunk they lie in, a view of it.
+      const some = harness((request) => {
+        if (request.id !== 7) request.reply(request.body);
+      }, { borrowBodies: true });
+      some.connection.keepGiven = true;
+      const mixed = concat([frame(6, "ff"), frame(7, "g")]);
+      some.connection.receive(mixed);
+      assert.deepEqual(some.sent(), ["6:ff"]);
+      const stretch = some.connection.given[0]!;
+      assert.notEqual(stretch, mixed, "not the whole chunk");
+      assert.equal(stretch.buffer, mixed.buffer, "sent from the chunk's memory");
+      assert.deepEqual([stretch.byteOffset, stretch.length], [mixed.byteOffset, 6]);
     });
 
     it("copies a reply that is not the request's own frame, even when its body is a view of the chunk", () => {

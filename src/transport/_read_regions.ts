@@ -36,39 +36,67 @@ export class ReadRegions {
   #readSize = MIN_READ;
   #slab: Uint8Array = EMPTY;
   #slabUsed = 0;
+  /**
+   * The last region handed out and the last chunk cut from it, both in
+   * `#viewSlab` (`undefined` once a new slab is taken): a read into the same
+   * bytes as the one before (its chunk handed back) gets the same objects
+   * again instead of new views. A steady stream then allocates no view per
+   * read, and the receiver's views of its frames can be its own again too
+   * (the decoder's `reuseViews` matches them by memory and place).
+   */
+  #region: Uint8Array = EMPTY;
+  #chunk: Uint8Array = EMPTY;
+  #viewSlab: Uint8Array | undefined;
 
   /** A region of the current read size (or what is left of the slab) to read into next. */
   take(): Uint8Array {
     const want = this.#readSize;
-    let free = this.#slab.length - this.#slabUsed;
+    let slab = this.#slab;
+    let free = slab.length - this.#slabUsed;
     if (free < want && free < SLAB_REFILL_BELOW) {
       // A connection still at the minimum read size (new, idle or sending
       // little) gets a slab of just that; a busy one gets room for several reads.
-      this.#slab = new Uint8Array(want === MIN_READ ? MIN_READ : Math.min(SLAB_SIZE, want * 4));
+      slab = this.#slab = new Uint8Array(want === MIN_READ ? MIN_READ : Math.min(SLAB_SIZE, want * 4));
       this.#slabUsed = 0;
-      free = this.#slab.length;
+      free = slab.length;
+      // Views of the old slab would keep it alive.
+      this.#viewSlab = undefined;
+      this.#region = this.#chunk = EMPTY;
     }
     const start = this.#slabUsed;
-    this.#slabUsed += want < free ? want : free;
+    const size = want < free ? want : free;
+    this.#slabUsed = start + size;
+    const last = this.#region;
+    if (this.#viewSlab === slab && last.byteOffset === start && last.length === size) return last;
     // Views by constructor: cheaper than subarray on V8 and JSC.
-    return new Uint8Array(this.#slab.buffer, start, this.#slabUsed - start);
+    const region = new Uint8Array(slab.buffer, start, size);
+    this.#viewSlab = slab;
+    this.#region = region;
+    this.#chunk = EMPTY;
+    return region;
   }
 
   /**
    * `read` bytes (more than 0) arrived in `region`, the last one taken: keep
    * them, give the rest back and adapt the read size.
    *
-   * @returns The bytes read, a view of `region`.
+   * @returns The bytes read: `region` itself when they fill it, else a view
+   *   of it (the same object as last time for the same bytes).
    */
   filled(region: Uint8Array, read: number): Uint8Array {
     this.#returnTail(region, read);
     const want = this.#readSize;
     if (read === region.length) {
       if (read === want && want < MAX_READ) this.#readSize = want * 2;
-    } else if (read < want >>> 2 && want > MIN_READ) {
-      this.#readSize = want >>> 1;
+      return region;
     }
-    return read === region.length ? region : new Uint8Array(region.buffer, region.byteOffset, read);
+    if (read < want >>> 2 && want > MIN_READ) this.#readSize = want >>> 1;
+    if (region === this.#region) {
+      const last = this.#chunk;
+      if (last.length === read) return last;
+      return (this.#chunk = new Uint8Array(region.buffer, region.byteOffset, read));
+    }
+    return new Uint8Array(region.buffer, region.byteOffset, read);
   }
 
   /**
@@ -83,8 +111,10 @@ export class ReadRegions {
 
   /** Give back the part of `region` after its first `used` bytes, if it is the slab's last. */
   #returnTail(region: Uint8Array, used: number): void {
-    if (region.buffer === this.#slab.buffer && region.byteOffset + region.length === this.#slabUsed) {
-      this.#slabUsed = region.byteOffset + used;
-    }
+    if (region.byteOffset + region.length !== this.#slabUsed) return;
+    // The handed-out views are known to lie in the slab; anything else is checked.
+    const slab = this.#slab;
+    const known = (region === this.#region || region === this.#chunk) && this.#viewSlab === slab;
+    if (known || region.buffer === slab.buffer) this.#slabUsed = region.byteOffset + used;
   }
 }
