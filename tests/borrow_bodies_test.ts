@@ -41,6 +41,37 @@ async function echoServer(options: ServerOptions = {}): Promise<Server> {
   return server;
 }
 
+/**
+ * Send one peer's stream of random frames (some handled asynchronously) in
+ * random pieces, stalling its reads for the first third, and check that the
+ * replies are the requests, byte for byte.
+ */
+async function echoRandomStream(server: Server, random: SeededRandom, label: string): Promise<void> {
+  const peer = await rawPeer(server.address.port);
+  peers.push(peer.conn);
+  peer.conn.pause(); // replies pile up until the peer reads
+  const frames: Uint8Array[] = [];
+  for (let i = 0; i < 600; i++) {
+    const size = random.pick([0, 1, 63, 64, 1000, 1025, 4096, 4100, 9000, 20000]);
+    const id = random.int(0, 9) === 0 ? ASYNC_ID : random.int(1, 6);
+    frames.push(encodeFrame(id, random.bytes(size)));
+  }
+  const stream = concat(frames);
+  for (let offset = 0; offset < stream.length;) {
+    const size = Math.min(random.int(1, 24 * 1024), stream.length - offset);
+    peer.conn.write(stream.slice(offset, offset + size));
+    offset += size;
+    if (random.int(0, 7) === 0) await sleep(0);
+    if (offset > stream.length / 3) peer.conn.resume();
+  }
+  peer.conn.resume();
+  await until(() => peer.chunks.reduce((sum, chunk) => sum + chunk.length, 0) >= stream.length, 20000, `${label}: every reply`);
+  const received = concat(peer.chunks);
+  assert.equal(received.length, stream.length, label);
+  // Replies keep request order, so the reply stream is the request stream.
+  assert.ok(received.every((byte, i) => byte === stream[i]), `${label}: reply stream differs from the requests`);
+}
+
 describe("borrowBodies", () => {
   it("rejects a value that is not a boolean, naming the option", async () => {
     await assert.rejects(
@@ -51,33 +82,15 @@ describe("borrowBodies", () => {
 
   it("echoes every frame byte-exact through random splits, a stalled reader and async handlers", async () => {
     const seed = runSeed();
-    const random = new SeededRandom(seed);
     // Small water marks so that flushes wait for drains while chunks keep coming.
     const server = await echoServer({ highWaterMark: 16 * 1024, lowWaterMark: 8 * 1024 });
-    const peer = await rawPeer(server.address.port);
-    peers.push(peer.conn);
-    peer.conn.pause(); // replies pile up until the peer reads
+    await echoRandomStream(server, new SeededRandom(seed), `seed ${seed}`);
+  });
 
-    const frames: Uint8Array[] = [];
-    for (let i = 0; i < 600; i++) {
-      const size = random.pick([0, 1, 63, 64, 1000, 1025, 4096, 4100, 9000, 20000]);
-      const id = random.int(0, 9) === 0 ? ASYNC_ID : random.int(1, 6);
-      frames.push(encodeFrame(id, random.bytes(size)));
-    }
-    const stream = concat(frames);
-    for (let offset = 0; offset < stream.length;) {
-      const size = Math.min(random.int(1, 24 * 1024), stream.length - offset);
-      peer.conn.write(stream.slice(offset, offset + size));
-      offset += size;
-      if (random.int(0, 7) === 0) await sleep(0);
-      if (offset > stream.length / 3) peer.conn.resume();
-    }
-    peer.conn.resume();
-    await until(() => peer.chunks.reduce((sum, chunk) => sum + chunk.length, 0) >= stream.length, 20000, "every reply");
-    const received = concat(peer.chunks);
-    assert.equal(received.length, stream.length, `seed ${seed}`);
-    // Replies keep request order, so the reply stream is the request stream.
-    assert.ok(received.every((byte, i) => byte === stream[i]), `seed ${seed}: reply stream differs from the requests`);
+  it("keeps several peers' bodies apart while they share the server's read memory (Bun copies chunks into memory connections share)", async () => {
+    const seed = runSeed();
+    const server = await echoServer({ highWaterMark: 16 * 1024, lowWaterMark: 8 * 1024 });
+    await Promise.all([1, 2, 3].map((peer) => echoRandomStream(server, new SeededRandom(seed * 4 + peer), `seed ${seed}, peer ${peer}`)));
   });
 
   it("leaves bodies intact for a handler that keeps them when the option is off (the default)", async () => {

@@ -174,6 +174,41 @@ describe("Bun transport adapter", () => {
       server.abort();
     });
 
+    it("copies a medium chunk into memory the connections share, only while no connection holds it", { skip: BUN_ONLY }, async () => {
+      const a = await harness.pair();
+      const b = await harness.pair();
+      // The recorders keep every chunk (onData returns nothing) until a test hands one back.
+      const send = async (pair: typeof a, seed: number): Promise<Uint8Array> => {
+        const total = pair.serverRec.bytes + 3000;
+        pair.client.write(pattern(3000, seed));
+        await until(() => pair.serverRec.bytes === total, 5000, `chunk ${seed}`);
+        return pair.serverRec.chunks.at(-1)!;
+      };
+      const a1 = await send(a, 1);
+      const b1 = await send(b, 2);
+      assert.notEqual(b1.buffer, a1.buffer, "while one connection holds the shared memory, another's chunk comes as it came");
+      a.server.release!(a1);
+      const b2 = await send(b, 3);
+      assert.equal(b2.buffer, a1.buffer, "handed back: the next medium chunk of any connection is copied there");
+      assert.deepEqual(b2, pattern(3000, 3));
+      const a2 = await send(a, 4);
+      assert.notEqual(a2.buffer, b2.buffer, "held by the other connection now");
+      // Closing while holding it leaves that memory to the holder: new memory for the next chunk.
+      b.server.abort();
+      b.client.abort();
+      await sleep(10);
+      a.server.release!(a2);
+      const a3 = await send(a, 5);
+      assert.notEqual(a3.buffer, b2.buffer, "a closed holder's memory is never copied into again");
+      assert.deepEqual(b2, pattern(3000, 3), "the closed holder's chunk keeps its bytes");
+      assert.deepEqual([a1, b1, a2, a3], [pattern(3000, 3), pattern(3000, 2), pattern(3000, 4), pattern(3000, 5)]);
+      a.server.release!(a3);
+      const a4 = await send(a, 6);
+      assert.equal(a4.buffer, a3.buffer, "the new shared memory is used in turn as before");
+      a.client.abort();
+      a.server.abort();
+    });
+
     it("delivers an abort made before start as a close without error", { skip: BUN_ONLY }, async () => {
       const accepted = deferred<Connection>();
       harness.unstarted = (connection) => accepted.resolve(connection);

@@ -17,26 +17,35 @@
  *   fires `drain` when nothing was pending (right after `end`, for one), so
  *   `onDrain` fires only when a backlog reported by `write` has emptied.
  * - **Received chunks are fresh, and asked for as `ArrayBuffer`s.** Each
- *   `data` call brings new memory, never reused, so a chunk over 2 KiB is
- *   handed on without a copy (smaller ones: next point). With Bun's default
+ *   `data` call brings new memory, never reused, so a chunk over 32 KiB is
+ *   handed on without a copy (smaller ones: next two points). With Bun's default
  *   `binaryType` (a `Buffer`) JavaScriptCore keeps the bytes without an
  *   `ArrayBuffer` object until a view is cut from them,
  *   and building it then cost a raw 4 KiB echo ~0.4 µs per frame (it cuts the
  *   frame views the decoder cuts; interleaved A/B). With `binaryType:
  *   "arraybuffer"` the `ArrayBuffer` comes with the call, and views of it cost
  *   nothing extra: tlvkit's 4 KiB echo went from 4.42 µs per frame (Buffer
- *   chunks copied into one reused buffer while bodies were lent) to 4.26
+ *   chunks copied into a reused buffer per connection while bodies were lent) to 4.26
  *   (raw echo 3.70), for every server, lent bodies or not.
  * - **Small chunks are copied into memory the connection reuses.** A chunk
  *   of up to 2 KiB (many small frames, typically) is copied into the
  *   connection's own buffer while that buffer is free (`onData` returned
  *   `true`, or `release` handed its last chunk back), so that the decoder
  *   can give frames at the same places the same body objects again instead
- *   of cutting a view per frame (`reuseViews`), as on Node and Deno. Larger
- *   chunks are handed on as they came: copying 16 KiB chunks cost a 4 KiB
- *   echo more than the four views each saved (1.048× the CPU per frame, 10
- *   interleaved rounds). The 64 B echo's figures are in the README (What we
- *   learned measuring).
+ *   of cutting a view per frame (`reuseViews`), as on Node and Deno. The
+ *   64 B echo's figures are in the README (What we learned measuring).
+ * - **Medium chunks are copied into memory all connections share.** A chunk
+ *   of over 2 KiB and up to 32 KiB is copied into one buffer that every
+ *   connection of the thread uses in turn, while no connection holds it (the
+ *   last one copied there was handed back, as above), for the same reason.
+ *   One buffer for all stays in the caches where one per connection did not:
+ *   copying 16 KiB chunks into per-connection buffers cost a 4 KiB echo more
+ *   than the four views each saved (1.048× the CPU per frame), and into the
+ *   shared one it saves 3–6 % (README). While a connection holds it (an
+ *   async handler still has a body, or a reply waits in the backlog), other
+ *   chunks are handed on as they came; a connection that closes holding it
+ *   leaves it to that holder and the next chunk gets new shared memory.
+ *   Larger chunks are always handed on as they came.
  * - **Half-close.** Sockets are created with `allowHalfOpen` (otherwise Bun
  *   closes both ways on the peer's FIN). `socket.end()` closes the whole socket
  *   (the close handler runs inside the call), so `end()` here uses
@@ -106,6 +115,13 @@ const COALESCE_LIMIT = 256 * 1024;
 const COPY_MAX = 2048;
 /** Size of that memory while no chunk needs more (an idle session holds this). */
 const COPY_FIRST = 512;
+/** Larger chunks, up to this size, are copied into the memory connections share (see the module doc). */
+const SHARED_MAX = 32 * 1024;
+
+/** The memory connections share (allocated on the first chunk that goes there). */
+let sharedMemory: Uint8Array | undefined;
+/** The connection whose chunk is in `sharedMemory` until it hands it back; others meanwhile get theirs as they came. */
+let sharedHolder: BunConnection | undefined;
 
 function asError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
@@ -140,6 +156,9 @@ class BunConnection implements Connection {
   #readChunk: Uint8Array | undefined;
   /** The receiver still holds `#readChunk`: small chunks are handed on as they came until it is released. */
   #readHeld = false;
+  /** The last chunk copied into the shared memory, and that memory: the same object again for the same size. */
+  #sharedChunk: Uint8Array | undefined;
+  #sharedChunkIn: Uint8Array | undefined;
   /** Bytes not yet taken by Bun, oldest first. */
   #queue: Uint8Array[] = [];
   #backlog = 0;
@@ -276,14 +295,25 @@ class BunConnection implements Connection {
     if (this.#closed) return;
     const handlers = this.#handlers;
     const size = bytes.byteLength;
-    if (handlers === undefined || size > COPY_MAX || this.#readHeld) {
-      // Handed on as it came (see the module doc).
-      const chunk = new Uint8Array(bytes);
-      if (handlers === undefined) this.#early.push(chunk);
-      else this.#emitData(handlers, chunk);
-      return;
+    if (handlers !== undefined) {
+      if (size <= COPY_MAX) {
+        if (!this.#readHeld) {
+          this.#copySmall(handlers, bytes, size);
+          return;
+        }
+      } else if (size <= SHARED_MAX && sharedHolder === undefined) {
+        this.#copyShared(handlers, bytes, size);
+        return;
+      }
     }
-    // A small chunk: copied into the connection's own memory, free again (see the module doc).
+    // Handed on as it came (see the module doc).
+    const chunk = new Uint8Array(bytes);
+    if (handlers === undefined) this.#early.push(chunk);
+    else this.#emitData(handlers, chunk);
+  }
+
+  /** A small chunk: copied into the connection's own memory, free again (see the module doc). */
+  #copySmall(handlers: ConnectionHandlers, bytes: ArrayBuffer, size: number): void {
     let memory = this.#readMemory;
     if (memory === undefined || memory.length < size) {
       memory = this.#readMemory = new Uint8Array(size <= COPY_FIRST ? COPY_FIRST : COPY_MAX);
@@ -298,8 +328,25 @@ class BunConnection implements Connection {
     if (this.#emitData(handlers, chunk)) this.#readHeld = false;
   }
 
+  /** A medium chunk: copied into the memory connections share, free now (see the module doc). */
+  #copyShared(handlers: ConnectionHandlers, bytes: ArrayBuffer, size: number): void {
+    let memory = sharedMemory;
+    if (memory === undefined) memory = sharedMemory = new Uint8Array(SHARED_MAX);
+    memory.set(new Uint8Array(bytes));
+    const last = this.#sharedChunk;
+    const chunk = last !== undefined && last.length === size && this.#sharedChunkIn === memory
+      ? last
+      : new Uint8Array(memory.buffer, 0, size);
+    this.#sharedChunk = chunk;
+    this.#sharedChunkIn = memory;
+    sharedHolder = this;
+    // Returned true: nothing refers to the chunk, so any connection's next one may be copied over it.
+    if (this.#emitData(handlers, chunk) && sharedHolder === this) sharedHolder = undefined;
+  }
+
   release(chunk: Uint8Array): void {
     if (chunk === this.#readChunk) this.#readHeld = false;
+    else if (chunk === this.#sharedChunk && sharedHolder === this) sharedHolder = undefined;
   }
 
   #onEnd(): void {
@@ -439,6 +486,12 @@ class BunConnection implements Connection {
     if (this.#finished) return;
     this.#finished = true;
     this.#closed = true;
+    if (sharedHolder === this) {
+      // The receiver may still hold the chunk (a pending handler's body): leave that memory to it.
+      sharedHolder = undefined;
+      sharedMemory = undefined;
+    }
+    this.#sharedChunk = this.#sharedChunkIn = undefined;
     this.#closeError = error;
     if (this.#handlers === undefined) {
       if (withEnd) this.#early.push(END);
