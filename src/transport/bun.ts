@@ -118,10 +118,47 @@ const COPY_FIRST = 512;
 /** Larger chunks, up to this size, are copied into the memory connections share (see the module doc). */
 const SHARED_MAX = 32 * 1024;
 
-/** The memory connections share (allocated on the first chunk that goes there). */
-let sharedMemory: Uint8Array | undefined;
-/** The connection whose chunk is in `sharedMemory` until it hands it back; others meanwhile get theirs as they came. */
-let sharedHolder: BunConnection | undefined;
+/**
+ * Memory received chunks are copied into, holding one chunk at a time: a
+ * connection's own (small chunks) or the one its thread's connections share
+ * (medium ones; see the module doc).
+ */
+class ReadMemory {
+  /** The connection whose chunk is in it until that chunk is handed back; meanwhile chunks come as they came. */
+  holder: BunConnection | undefined;
+  /** The last chunk copied in (a view of `#bytes`): the same object again for a chunk of the same size. */
+  chunk: Uint8Array | undefined;
+  #bytes: Uint8Array | undefined;
+  readonly #firstSize: number;
+  readonly #maxSize: number;
+
+  /** @param firstSize Allocated while no chunk needs more (up to `maxSize`). */
+  constructor(firstSize: number, maxSize: number) {
+    this.#firstSize = firstSize;
+    this.#maxSize = maxSize;
+  }
+
+  /** Copy `bytes` (at most `maxSize`) in: the chunk to hand on. */
+  copy(bytes: ArrayBuffer): Uint8Array {
+    const size = bytes.byteLength;
+    let memory = this.#bytes;
+    if (memory === undefined || memory.length < size) {
+      memory = this.#bytes = new Uint8Array(size <= this.#firstSize ? this.#firstSize : this.#maxSize);
+      this.chunk = undefined;
+    }
+    memory.set(new Uint8Array(bytes));
+    const last = this.chunk;
+    return last !== undefined && last.length === size ? last : (this.chunk = new Uint8Array(memory.buffer, 0, size));
+  }
+
+  /** `connection` hands `chunk` back: free again if that is the chunk it holds here. */
+  release(connection: BunConnection, chunk: Uint8Array): void {
+    if (this.holder === connection && this.chunk === chunk) this.holder = undefined;
+  }
+}
+
+/** The memory this thread's connections share; replaced when a holder closes (see `#finish`). */
+let sharedMemory = new ReadMemory(SHARED_MAX, SHARED_MAX);
 
 function asError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
@@ -150,15 +187,8 @@ class BunConnection implements Connection {
   readonly #socket: Socket;
   #handlers: ConnectionHandlers | undefined;
   #early: EarlyEvent[] = [];
-  /** Where small chunks are copied to (allocated on the first one). */
-  #readMemory: Uint8Array | undefined;
-  /** The last chunk copied there (a view of `#readMemory`): the same object again for a chunk of the same size. */
-  #readChunk: Uint8Array | undefined;
-  /** The receiver still holds `#readChunk`: small chunks are handed on as they came until it is released. */
-  #readHeld = false;
-  /** The last chunk copied into the shared memory, and that memory: the same object again for the same size. */
-  #sharedChunk: Uint8Array | undefined;
-  #sharedChunkIn: Uint8Array | undefined;
+  /** Where small chunks are copied to (its bytes allocated on the first one). */
+  readonly #ownMemory = new ReadMemory(COPY_FIRST, COPY_MAX);
   /** Bytes not yet taken by Bun, oldest first. */
   #queue: Uint8Array[] = [];
   #backlog = 0;
@@ -295,14 +325,14 @@ class BunConnection implements Connection {
     if (this.#closed) return;
     const handlers = this.#handlers;
     const size = bytes.byteLength;
-    if (handlers !== undefined) {
-      if (size <= COPY_MAX) {
-        if (!this.#readHeld) {
-          this.#copySmall(handlers, bytes, size);
-          return;
-        }
-      } else if (size <= SHARED_MAX && sharedHolder === undefined) {
-        this.#copyShared(handlers, bytes, size);
+    if (handlers !== undefined && size <= SHARED_MAX) {
+      const memory = size <= COPY_MAX ? this.#ownMemory : sharedMemory;
+      if (memory.holder === undefined) {
+        // Copied into memory free again (see the module doc).
+        const chunk = memory.copy(bytes);
+        memory.holder = this;
+        // Returned true: nothing refers to the chunk, so the next one may be copied over it.
+        if (this.#emitData(handlers, chunk) && memory.holder === this) memory.holder = undefined;
         return;
       }
     }
@@ -312,41 +342,9 @@ class BunConnection implements Connection {
     else this.#emitData(handlers, chunk);
   }
 
-  /** A small chunk: copied into the connection's own memory, free again (see the module doc). */
-  #copySmall(handlers: ConnectionHandlers, bytes: ArrayBuffer, size: number): void {
-    let memory = this.#readMemory;
-    if (memory === undefined || memory.length < size) {
-      memory = this.#readMemory = new Uint8Array(size <= COPY_FIRST ? COPY_FIRST : COPY_MAX);
-      this.#readChunk = undefined;
-    }
-    memory.set(new Uint8Array(bytes));
-    const last = this.#readChunk;
-    const chunk = last !== undefined && last.length === size ? last : new Uint8Array(memory.buffer, 0, size);
-    this.#readChunk = chunk;
-    this.#readHeld = true;
-    // Returned true: nothing refers to the chunk, so the next small one is copied over it.
-    if (this.#emitData(handlers, chunk)) this.#readHeld = false;
-  }
-
-  /** A medium chunk: copied into the memory connections share, free now (see the module doc). */
-  #copyShared(handlers: ConnectionHandlers, bytes: ArrayBuffer, size: number): void {
-    let memory = sharedMemory;
-    if (memory === undefined) memory = sharedMemory = new Uint8Array(SHARED_MAX);
-    memory.set(new Uint8Array(bytes));
-    const last = this.#sharedChunk;
-    const chunk = last !== undefined && last.length === size && this.#sharedChunkIn === memory
-      ? last
-      : new Uint8Array(memory.buffer, 0, size);
-    this.#sharedChunk = chunk;
-    this.#sharedChunkIn = memory;
-    sharedHolder = this;
-    // Returned true: nothing refers to the chunk, so any connection's next one may be copied over it.
-    if (this.#emitData(handlers, chunk) && sharedHolder === this) sharedHolder = undefined;
-  }
-
   release(chunk: Uint8Array): void {
-    if (chunk === this.#readChunk) this.#readHeld = false;
-    else if (chunk === this.#sharedChunk && sharedHolder === this) sharedHolder = undefined;
+    this.#ownMemory.release(this, chunk);
+    sharedMemory.release(this, chunk);
   }
 
   #onEnd(): void {
@@ -486,12 +484,8 @@ class BunConnection implements Connection {
     if (this.#finished) return;
     this.#finished = true;
     this.#closed = true;
-    if (sharedHolder === this) {
-      // The receiver may still hold the chunk (a pending handler's body): leave that memory to it.
-      sharedHolder = undefined;
-      sharedMemory = undefined;
-    }
-    this.#sharedChunk = this.#sharedChunkIn = undefined;
+    // The receiver may still hold the chunk (a pending handler's body): leave that memory to it.
+    if (sharedMemory.holder === this) sharedMemory = new ReadMemory(SHARED_MAX, SHARED_MAX);
     this.#closeError = error;
     if (this.#handlers === undefined) {
       if (withEnd) this.#early.push(END);
