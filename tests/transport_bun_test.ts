@@ -4,7 +4,7 @@ import { detectRuntime } from "../src/transport/detect.ts";
 import type { Connection } from "../src/transport/types.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
 import { concat, pattern } from "./_bytes.ts";
-import { assertHandlerErrorCloses, type CodedError, Recorder, TransportHarness } from "./_transport_harness.ts";
+import { assertHandlerErrorCloses, type CodedError, type Pair, Recorder, TransportHarness } from "./_transport_harness.ts";
 
 const ON_BUN = detectRuntime() === "bun";
 /** Why the Bun-only cases are skipped elsewhere; `false` runs them. */
@@ -150,22 +150,30 @@ describe("Bun transport adapter", () => {
       server.abort();
     });
 
+    /**
+     * Send `size` bytes of pattern `seed` from the client and return the chunk
+     * the server side received them in (its recorder keeps every chunk:
+     * onData returns nothing, so nothing is handed back unless a test does).
+     */
+    const deliver = async (pair: Pair, size: number, seed: number): Promise<Uint8Array> => {
+      const total = pair.serverRec.bytes + size;
+      pair.client.write(pattern(size, seed));
+      await until(() => pair.serverRec.bytes === total, 5000, `chunk ${seed}`);
+      return pair.serverRec.chunks.at(-1)!;
+    };
+
     it("reads a small chunk into the memory of a kept one only once release hands that one back", { skip: BUN_ONLY }, async () => {
-      const { client, server, serverRec } = await harness.pair();
-      // The recorder keeps every chunk (onData returns nothing).
-      const send = async (seed: number, total: number): Promise<Uint8Array> => {
-        client.write(pattern(100, seed));
-        await until(() => serverRec.bytes === total, 5000, `chunk ${seed}`);
-        return serverRec.chunks.at(-1)!;
-      };
-      const first = await send(1, 100);
-      const second = await send(2, 200);
+      const pair = await harness.pair();
+      const { client, server } = pair;
+      const send = (seed: number): Promise<Uint8Array> => deliver(pair, 100, seed);
+      const first = await send(1);
+      const second = await send(2);
       assert.notEqual(second.buffer, first.buffer, "a kept chunk's memory is not read into");
       server.release!(second);
-      const third = await send(3, 300);
+      const third = await send(3);
       assert.notEqual(third.buffer, first.buffer, "handing back a chunk other than the last one copied frees nothing");
       server.release!(first);
-      const fourth = await send(4, 400);
+      const fourth = await send(4);
       assert.equal(fourth.buffer, first.buffer, "the released chunk's memory is read into again");
       assert.deepEqual(fourth, pattern(100, 4));
       assert.deepEqual(second, pattern(100, 2));
@@ -177,13 +185,7 @@ describe("Bun transport adapter", () => {
     it("copies a medium chunk into memory the connections share, only while no connection holds it", { skip: BUN_ONLY }, async () => {
       const a = await harness.pair();
       const b = await harness.pair();
-      // The recorders keep every chunk (onData returns nothing) until a test hands one back.
-      const send = async (pair: typeof a, seed: number): Promise<Uint8Array> => {
-        const total = pair.serverRec.bytes + 3000;
-        pair.client.write(pattern(3000, seed));
-        await until(() => pair.serverRec.bytes === total, 5000, `chunk ${seed}`);
-        return pair.serverRec.chunks.at(-1)!;
-      };
+      const send = (pair: Pair, seed: number): Promise<Uint8Array> => deliver(pair, 3000, seed);
       const a1 = await send(a, 1);
       const b1 = await send(b, 2);
       assert.notEqual(b1.buffer, a1.buffer, "while one connection holds the shared memory, another's chunk comes as it came");
