@@ -1,7 +1,7 @@
 /**
- * Option parsing for the single-binary scripts (`build-bin.ts`, `test-bin.ts`,
- * `bench-bin.ts`): `--help` prints the usage and exits 0; a bad option, or a
- * value `check` rejects, prints one line and the usage and exits 2.
+ * Option parsing for the scripts (the single-binary ones, `bench-ab.ts`,
+ * `bench-hotpath.ts`): `--help` prints the usage and exits 0; a bad option,
+ * or a value `check` rejects, prints one line and the usage and exits 2.
  *
  * @module
  */

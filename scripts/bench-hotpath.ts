@@ -33,7 +33,7 @@
  */
 
 import process from "node:process";
-import { parseArgs } from "node:util";
+import { scriptArgs } from "./_script_args.ts";
 import {
   type Connection,
   type ConnectionHandlers,
@@ -117,18 +117,24 @@ function nextTurn(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
+const USAGE = "Usage: bench-hotpath.ts [--seconds 2] [--only TEXT] [--evict BYTES]";
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    args: process.argv.slice(2),
-    options: { seconds: { type: "string", default: "2" }, only: { type: "string" }, evict: { type: "string", default: "0" } },
+  const values = scriptArgs("bench-hotpath", USAGE, {
+    seconds: { type: "string", default: "2" },
+    only: { type: "string" },
+    evict: { type: "string", default: "0" },
+  }, (v) => {
+    const seconds = Number(v.seconds);
+    if (!(Number.isInteger(seconds * 1000) && seconds > 0)) throw new Error(`--seconds must be a positive number, got "${v.seconds}"`);
+    const evict = Number(v.evict);
+    if (!(Number.isInteger(evict) && evict >= 0 && evict <= EVICT_MAX)) {
+      throw new Error(`--evict must be a whole number of bytes from 0 to ${EVICT_MAX}, got "${v.evict}"`);
+    }
   });
   const seconds = Number(values.seconds);
   const evict = Number(values.evict);
-  if (!(Number.isInteger(seconds * 1000) && seconds > 0)) throw new Error(`--seconds must be a positive number, got "${values.seconds}"`);
-  if (!(Number.isInteger(evict) && evict >= 0 && evict <= EVICT_MAX)) {
-    throw new Error(`--evict must be a whole number of bytes from 0 to ${EVICT_MAX}, got "${values.evict}"`);
-  }
-  // Streamed through before each chunk with --evict: source and destination apart, both larger than any cache line set.
+  // With --evict, copied from one to the other before each chunk.
   const evictFrom = new Uint8Array(evict).fill(1);
   const evictTo = new Uint8Array(evict);
   const connections = Array.from({ length: 16 }, () => new MemoryConnection());
