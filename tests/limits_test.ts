@@ -68,11 +68,12 @@ describe("limits", () => {
   });
 
   it("closes a silent session with idle-timeout and keeps an active one", async () => {
-    const { server, closes } = await echoServer({ idleTimeout: 300 });
+    // The active client ticks every ~100 ms against a 600 ms idle timeout: margin for a loaded machine.
+    const { server, closes } = await echoServer({ idleTimeout: 600 });
     const silent = await rawConnection(server.address.port);
     const active = await connect({ host: HOST, port: server.address.port });
     clients.push(active);
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; i < 10; i++) {
       await active.request(1, "tick");
       await sleep(100);
     }
@@ -85,11 +86,12 @@ describe("limits", () => {
 
 describe("client keepalive", () => {
   it("pings an idle server, swallows the pongs, and keeps the session alive past the server's idle timeout", async () => {
-    const { server, closes } = await echoServer({ idleTimeout: 300 });
+    // Pings every 100 ms against a 600 ms idle timeout, watched for over twice that timeout.
+    const { server, closes } = await echoServer({ idleTimeout: 600 });
     const seen: number[] = [];
     const c = await connect({ host: HOST, port: server.address.port, keepAlive: { id: 65534, interval: 100 }, onFrame: (f) => seen.push(f.id) });
     clients.push(c);
-    await sleep(700);
+    await sleep(1300);
     assert.equal(c.isClosed, false);
     assert.deepEqual(closes, []);
     const session = [...server.sessions.values()][0]!;
