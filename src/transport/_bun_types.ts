@@ -44,12 +44,13 @@ export interface BunSocketHandler<Data> {
   /** The socket is connected (accepted, or the connect succeeded). */
   open?(socket: BunSocket<Data>): void;
   /**
-   * How `data` receives bytes: `"arraybuffer"` delivers an `ArrayBuffer`
-   * freshly allocated for the call (the default, `"buffer"`, a `Buffer`).
+   * How `data` receives bytes: `"uint8array"` delivers a plain `Uint8Array`
+   * of memory freshly allocated for the call (the default, `"buffer"`, a
+   * `Buffer`; `"arraybuffer"` an `ArrayBuffer`).
    */
-  binaryType?: "arraybuffer";
-  /** Bytes arrived, in an `ArrayBuffer` of their own (`binaryType: "arraybuffer"`). */
-  data?(socket: BunSocket<Data>, data: ArrayBuffer): void;
+  binaryType?: "uint8array";
+  /** Bytes arrived, in memory of their own (`binaryType: "uint8array"`). */
+  data?(socket: BunSocket<Data>, data: Uint8Array): void;
   /** The socket can take more bytes after a short write. */
   drain?(socket: BunSocket<Data>): void;
   /** The peer sent FIN (with `allowHalfOpen`, the socket stays writable). */

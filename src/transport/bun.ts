@@ -16,17 +16,16 @@
  *   and runs of small buffers are coalesced into one write on drain. Bun also
  *   fires `drain` when nothing was pending (right after `end`, for one), so
  *   `onDrain` fires only when a backlog reported by `write` has emptied.
- * - **Received chunks are fresh, and asked for as `ArrayBuffer`s.** Each
+ * - **Received chunks are fresh, and asked for as plain `Uint8Array`s.** Each
  *   `data` call brings new memory, never reused, so a chunk over 32 KiB is
- *   handed on without a copy (smaller ones: next two points). With Bun's default
- *   `binaryType` (a `Buffer`) JavaScriptCore keeps the bytes without an
- *   `ArrayBuffer` object until a view is cut from them,
- *   and building it then cost a raw 4 KiB echo ~0.4 µs per frame (it cuts the
- *   frame views the decoder cuts; interleaved A/B). With `binaryType:
- *   "arraybuffer"` the `ArrayBuffer` comes with the call, and views of it cost
- *   nothing extra: tlvkit's 4 KiB echo went from 4.42 µs per frame (Buffer
- *   chunks copied into a reused buffer per connection while bodies were lent) to 4.26
- *   (raw echo 3.70), for every server, lent bodies or not.
+ *   handed on without a copy (smaller ones: next two points). With
+ *   `binaryType: "uint8array"` JavaScriptCore keeps the bytes without an
+ *   `ArrayBuffer` object until something asks for one; the copies below read
+ *   the bytes and never ask. (With `"arraybuffer"`, the choice before chunks
+ *   were copied, Bun builds that object for every chunk, and the copy needed a
+ *   view of it too: 4 KiB echo, server CPU per frame, `uint8array` ÷
+ *   `arraybuffer` 0.969, 64 B 0.896, 4 KiB with a window of 16 (larger,
+ *   uncopied chunks, whose first view builds it) 0.979.)
  * - **Small chunks are copied into memory the connection reuses.** A chunk
  *   of up to 2 KiB (many small frames, typically) is copied into the
  *   connection's own buffer while that buffer is free (`onData` returned
@@ -139,14 +138,14 @@ class ReadMemory {
   }
 
   /** Copy `bytes` (at most `maxSize`) in: the chunk to hand on. */
-  copy(bytes: ArrayBuffer): Uint8Array {
-    const size = bytes.byteLength;
+  copy(bytes: Uint8Array): Uint8Array {
+    const size = bytes.length;
     let memory = this.#bytes;
     if (memory === undefined || memory.length < size) {
       memory = this.#bytes = new Uint8Array(size <= this.#firstSize ? this.#firstSize : this.#maxSize);
       this.chunk = undefined;
     }
-    memory.set(new Uint8Array(bytes));
+    memory.set(bytes);
     const last = this.chunk;
     return last !== undefined && last.length === size ? last : (this.chunk = new Uint8Array(memory.buffer, 0, size));
   }
@@ -228,7 +227,7 @@ class BunConnection implements Connection {
   static handlers(onOpen: (socket: Socket) => void): BunSocketHandler<BunConnection | undefined> {
     return {
       open: onOpen,
-      binaryType: "arraybuffer",
+      binaryType: "uint8array",
       data(socket, bytes) {
         const connection = socket.data;
         if (connection !== undefined) connection.#onData(bytes);
@@ -321,10 +320,10 @@ class BunConnection implements Connection {
     if (!this.#closed) this.#socket.setNoDelay(noDelay);
   }
 
-  #onData(bytes: ArrayBuffer): void {
+  #onData(bytes: Uint8Array): void {
     if (this.#closed) return;
     const handlers = this.#handlers;
-    const size = bytes.byteLength;
+    const size = bytes.length;
     if (handlers !== undefined && size <= SHARED_MAX) {
       const memory = size <= COPY_MAX ? this.#ownMemory : sharedMemory;
       if (memory.holder === undefined) {
@@ -337,9 +336,8 @@ class BunConnection implements Connection {
       }
     }
     // Handed on as it came (see the module doc).
-    const chunk = new Uint8Array(bytes);
-    if (handlers === undefined) this.#early.push(chunk);
-    else this.#emitData(handlers, chunk);
+    if (handlers === undefined) this.#early.push(bytes);
+    else this.#emitData(handlers, bytes);
   }
 
   release(chunk: Uint8Array): void {
