@@ -146,6 +146,8 @@ describe("Bun transport adapter", () => {
       assert.ok(serverRec.chunks.length > 1);
       const buffers = new Set(serverRec.chunks.map((chunk) => chunk.buffer));
       assert.equal(buffers.size, serverRec.chunks.length, "no two chunks share an ArrayBuffer");
+      // Plain Uint8Arrays, as on the other runtimes (binaryType "uint8array"; the default would give Buffers).
+      for (const chunk of serverRec.chunks) assert.equal(Object.getPrototypeOf(chunk), Uint8Array.prototype);
       client.abort();
       server.abort();
     });
