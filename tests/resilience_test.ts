@@ -349,8 +349,8 @@ async function fillPipe(peer: RawPeer, session: Session, frames: Uint8Array, wha
       peer.conn.write(frames);
       written += frames.length;
     }
-    // The operating system took it all: write again after one turn of the loop
-    // (in which the server reads), not after a sleep. Otherwise wait for a drain.
+    // The operating system took it all: write again after 1 ms (time for the server,
+    // in this process, to read), not 20. Otherwise wait for a drain.
     await peer.drained(peer.conn.backlog === 0 ? 1 : 20);
   }
   return written;
