@@ -205,6 +205,18 @@ export class TransportHarness {
     return { client, clientRec };
   }
 
+  /** Connect a client to the harness's listener and get the server side unstarted, for a test to start. */
+  async unstartedPair(): Promise<Client & { server: Connection }> {
+    const accepted = deferred<Connection>();
+    this.unstarted = (connection) => accepted.resolve(connection);
+    try {
+      const { client, clientRec } = await this.connect();
+      return { client, clientRec, server: await within(accepted.promise, 5000, "accept") };
+    } finally {
+      this.unstarted = undefined;
+    }
+  }
+
   /** Connect a client to the harness's listener and wait for the server side. */
   async pair(): Promise<Pair> {
     this.#nextAccept = deferred();

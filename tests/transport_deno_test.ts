@@ -132,6 +132,83 @@ describe("Deno transport adapter", () => {
       assert.equal(clientRec.closeError, undefined);
     });
 
+    // An accepted connection sends what onData writes from its read loop, before reading on.
+    it("sends what an accepted connection writes in onData in order, with a write from outside, a drain after, and end after them", { skip: DENO_ONLY }, async () => {
+      const { client, clientRec, server } = await harness.unstartedPair();
+      const encoder = new TextEncoder();
+      const events: string[] = [];
+      server.start({
+        onData: (chunk) => {
+          const text = new TextDecoder().decode(chunk);
+          events.push(`data ${text}`);
+          if (text.startsWith("solo")) {
+            server.write(encoder.encode(`[${text}]`)); // one write: sent by the read loop alone
+          } else {
+            server.write(encoder.encode(`<${text}`));
+            server.write(pattern(64 * 1024, text.length)); // more than one write's worth, and merged with neither
+            server.write(encoder.encode(`${text}>`));
+          }
+          if (text.endsWith("end")) server.end();
+          return true;
+        },
+        onEnd: () => events.push("end"),
+        onDrain: () => events.push("drain"),
+        onClose: () => events.push("close"),
+      });
+      const reply = (text: string): Uint8Array => text.startsWith("solo")
+        ? encoder.encode(`[${text}]`)
+        : concat([encoder.encode(`<${text}`), pattern(64 * 1024, text.length), encoder.encode(`${text}>`)]);
+      const expected: Uint8Array[] = [];
+      const drainCount = (): number => events.filter((event) => event === "drain").length;
+      const exchange = async (text: string): Promise<void> => {
+        const drains = drainCount();
+        expected.push(reply(text));
+        client.write(encoder.encode(text));
+        const total = concat(expected).length;
+        await until(() => clientRec.bytes === total, 5000, `the reply to ${text}`);
+        await until(() => drainCount() === drains + 1, 5000, `one drain after the reply to ${text}`);
+      };
+      await exchange("solo");
+      await exchange("one");
+      // From outside onData, while the read loop waits for the peer: written at once, in order.
+      const drains = drainCount();
+      server.write(encoder.encode("|"));
+      expected.push(encoder.encode("|"));
+      await until(() => drainCount() === drains + 1, 5000, "the drain after a write from outside");
+      await exchange("twotwo");
+      await exchange("solo2");
+      client.write(encoder.encode("soloend"));
+      expected.push(reply("soloend"));
+      await within(clientRec.gotEnd.promise, 5000, "end after the last reply");
+      assert.deepEqual(clientRec.joined(), concat(expected));
+      assert.deepEqual(events.filter((event) => event !== "drain"), ["data solo", "data one", "data twotwo", "data solo2", "data soloend"]);
+      assert.equal(events.at(-1), "data soloend", "no drain after end(), as on Node");
+      client.end();
+      await until(() => events.includes("close"), 5000, "the server side to close");
+    });
+
+    it("reports one close and no drain when an accepted connection writes in onData and aborts there", { skip: DENO_ONLY }, async () => {
+      const { client, clientRec, server } = await harness.unstartedPair();
+      const events: string[] = [];
+      server.start({
+        onData: () => {
+          events.push("data");
+          assert.equal(server.write(new Uint8Array(100)), false);
+          server.abort();
+          return true;
+        },
+        onEnd: () => events.push("end"),
+        onDrain: () => events.push("drain"),
+        onClose: (error) => events.push(`close ${error?.message ?? ""}`),
+      });
+      client.write(new Uint8Array(10));
+      await within(clientRec.gotEnd.promise, 5000, "the client to see the abort");
+      await sleep(20);
+      // The write may or may not have left (abort discards the backlog): no drain, one close either way.
+      assert.deepEqual(events, ["data", "close "]);
+      client.abort();
+    });
+
     it("closes a reader with ECONNRESET when the peer resets", { skip: DENO_ONLY }, async () => {
       // A Deno peer cannot send a bare reset (closing sends FIN first), so node:net's resetAndDestroy does.
       const resetter = net.createServer((socket) => {
@@ -180,22 +257,15 @@ describe("Deno transport adapter", () => {
     });
 
     it("delivers an abort made before start as a close without error", { skip: DENO_ONLY }, async () => {
-      const accepted = deferred<Connection>();
-      harness.unstarted = (connection) => accepted.resolve(connection);
-      try {
-        const { client, clientRec } = await harness.connect();
-        const server = await within(accepted.promise, 5000, "accept");
-        server.abort();
-        const rec = new Recorder();
-        server.start(rec);
-        assert.deepEqual(rec.events, ["close"]);
-        assert.equal(rec.closeError, undefined);
-        assert.equal(server.backlog, 0);
-        await within(clientRec.gotEnd.promise, 5000, "client to see end");
-        client.abort();
-      } finally {
-        harness.unstarted = undefined;
-      }
+      const { client, clientRec, server } = await harness.unstartedPair();
+      server.abort();
+      const rec = new Recorder();
+      server.start(rec);
+      assert.deepEqual(rec.events, ["close"]);
+      assert.equal(rec.closeError, undefined);
+      assert.equal(server.backlog, 0);
+      await within(clientRec.gotEnd.promise, 5000, "client to see end");
+      client.abort();
     });
 
     it("closes a listener twice, resolving both times, and refuses connections after", { skip: DENO_ONLY }, async () => {

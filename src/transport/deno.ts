@@ -22,7 +22,13 @@
  *   after a session's `highWaterMark` of further replies; a peer that reads
  *   its replies is never held up. Outgoing (client) connections go on reading
  *   while they write: a client that waited could deadlock with a server
- *   waiting for it.
+ *   waiting for it. What an accepted connection's `onData` writes is sent by
+ *   the read loop itself once `onData` returns (the writer loop below takes
+ *   over only if more is queued by the time that write is done): one async
+ *   function call and two promises fewer per chunk: 0.976, 0.993, 0.985 and
+ *   0.999 of the CPU per 4 KiB frame in four interleaved runs, about 1 %
+ *   (64 B 1.003). So an `abort()` in `onData` discards what `onData` wrote,
+ *   as it does any backlog.
  * - **There is no pause.** `pause()` stops issuing reads; a read already
  *   pending when it is called keeps its bytes (or the FIN) until `resume()`.
  * - **Closing rejects what is pending.** A read, write or `closeWrite` pending
@@ -180,6 +186,10 @@ class DenoConnection implements Connection {
   readonly #readsAfterWrites: boolean;
   /** Settles when the write loop in progress has written everything. */
   #written: Promise<void> | undefined;
+  /** The read loop is in `onData` (accepted connections): a write started there is sent by the read loop. */
+  #inRead = false;
+  /** A write was started inside `onData`: the read loop sends it once `onData` returns. */
+  #writeDeferred = false;
   /** end() was called. */
   #ending = false;
   /** closeWrite() has completed. */
@@ -220,7 +230,8 @@ class DenoConnection implements Connection {
       this.#backlog += bytes.length;
       if (!this.#writing) {
         this.#writing = true;
-        this.#written = this.#writeLoop().catch(this.#onLoopError);
+        if (this.#inRead) this.#writeDeferred = true;
+        else this.#written = this.#writeLoop().catch(this.#onLoopError);
       }
     }
     return this.#backlog === 0;
@@ -287,14 +298,35 @@ class DenoConnection implements Connection {
       // Bytes read while paused are kept until resume().
       while (this.#paused && !this.#closed) await this.#resumed();
       if (this.#closed) return;
+      this.#inRead = this.#readsAfterWrites;
       try {
         // Returned true: nothing refers to the chunk, so the next read reuses its bytes.
         if (this.#handlers!.onData(chunk) === true) regions.release(chunk);
       } catch (error) {
         this.#close(asError(error));
       }
+      this.#inRead = false;
       // An accepted connection reads again once its replies are written (see the module doc).
-      if (this.#readsAfterWrites && this.#writing) await this.#written;
+      if (this.#writeDeferred) {
+        // The replies to this chunk: written from here, without a write loop of their own.
+        this.#writeDeferred = false;
+        if (this.#closed) return;
+        let written: number;
+        try {
+          written = await conn.write(this.#nextChunk()!);
+        } catch (error) {
+          this.#writeFailed(error);
+          return;
+        }
+        if (!this.#wrote(written)) return;
+        if (this.#queueHead < this.#queue.length) {
+          this.#written = this.#writeLoop().catch(this.#onLoopError);
+          await this.#written;
+        } else {
+          const shutdown = this.#writesDone();
+          if (shutdown !== undefined) await shutdown;
+        }
+      } else if (this.#readsAfterWrites && this.#writing) await this.#written;
     }
   }
 
@@ -338,27 +370,41 @@ class DenoConnection implements Connection {
       try {
         written = await conn.write(chunk);
       } catch (error) {
-        if (!this.#closed) this.#close(isClosedError(error) ? undefined : this.#ioError("write to", error));
+        this.#writeFailed(error);
         return;
       }
-      if (this.#closed) return;
-      if (!(written > 0)) {
-        this.#close(this.#ioError("write to", new Error("The runtime wrote no bytes")));
-        return;
-      }
-      this.#advance(written);
+      if (!this.#wrote(written)) return;
     }
+    const shutdown = this.#writesDone();
+    if (shutdown !== undefined) await shutdown;
+  }
+
+  #writeFailed(error: unknown): void {
+    if (!this.#closed) this.#close(isClosedError(error) ? undefined : this.#ioError("write to", error));
+  }
+
+  /** `written` bytes of the head buffer left: `false` when the connection is closed (or closes now). */
+  #wrote(written: number): boolean {
+    if (this.#closed) return false;
+    if (!(written > 0)) {
+      this.#close(this.#ioError("write to", new Error("The runtime wrote no bytes")));
+      return false;
+    }
+    this.#advance(written);
+    return true;
+  }
+
+  /** The backlog is written: send a pending FIN (the promise) or report the drain. */
+  #writesDone(): Promise<void> | undefined {
     this.#writing = false;
-    if (this.#ending) {
-      // As on Node, no drain after end(): FIN follows the backlog instead.
-      await this.#shutdown();
-      return;
-    }
+    // As on Node, no drain after end(): FIN follows the backlog instead.
+    if (this.#ending) return this.#shutdown();
     try {
       this.#handlers?.onDrain();
     } catch (error) {
       this.#close(asError(error));
     }
+    return undefined;
   }
 
   /** What to write next: the rest of the head buffer, or a run of small buffers merged into one. */
