@@ -124,9 +124,9 @@ const SHARED_MAX = 32 * 1024;
  */
 class ReadMemory {
   /** The connection whose chunk is in it until that chunk is handed back; meanwhile chunks come as they came. */
-  holder: BunConnection | undefined;
+  #holder: BunConnection | undefined;
   /** The last chunk copied in (a view of `#bytes`): the same object again for a chunk of the same size. */
-  chunk: Uint8Array | undefined;
+  #chunk: Uint8Array | undefined;
   #bytes: Uint8Array | undefined;
   readonly #firstSize: number;
   readonly #maxSize: number;
@@ -137,22 +137,33 @@ class ReadMemory {
     this.#maxSize = maxSize;
   }
 
-  /** Copy `bytes` (at most `maxSize`) in: the chunk to hand on. */
-  copy(bytes: Uint8Array): Uint8Array {
+  /** `true` while a connection holds the chunk copied in last. */
+  get held(): boolean {
+    return this.#holder !== undefined;
+  }
+
+  /** `connection` holds the chunk copied in last. */
+  heldBy(connection: BunConnection): boolean {
+    return this.#holder === connection;
+  }
+
+  /** Copy `bytes` (at most `maxSize`) in for `holder`: the chunk to hand on, held until handed back. */
+  copy(bytes: Uint8Array, holder: BunConnection): Uint8Array {
+    this.#holder = holder;
     const size = bytes.length;
     let memory = this.#bytes;
     if (memory === undefined || memory.length < size) {
       memory = this.#bytes = new Uint8Array(size <= this.#firstSize ? this.#firstSize : this.#maxSize);
-      this.chunk = undefined;
+      this.#chunk = undefined;
     }
     memory.set(bytes);
-    const last = this.chunk;
-    return last !== undefined && last.length === size ? last : (this.chunk = new Uint8Array(memory.buffer, 0, size));
+    const last = this.#chunk;
+    return last !== undefined && last.length === size ? last : (this.#chunk = new Uint8Array(memory.buffer, 0, size));
   }
 
   /** `connection` hands `chunk` back: free again if that is the chunk it holds here. */
   release(connection: BunConnection, chunk: Uint8Array): void {
-    if (this.holder === connection && this.chunk === chunk) this.holder = undefined;
+    if (this.#holder === connection && this.#chunk === chunk) this.#holder = undefined;
   }
 }
 
@@ -326,12 +337,11 @@ class BunConnection implements Connection {
     const size = bytes.length;
     if (handlers !== undefined && size <= SHARED_MAX) {
       const memory = size <= COPY_MAX ? this.#ownMemory : sharedMemory;
-      if (memory.holder === undefined) {
+      if (!memory.held) {
         // Copied into memory free again (see the module doc).
-        const chunk = memory.copy(bytes);
-        memory.holder = this;
+        const chunk = memory.copy(bytes, this);
         // Returned true: nothing refers to the chunk, so the next one may be copied over it.
-        if (this.#emitData(handlers, chunk) && memory.holder === this) memory.holder = undefined;
+        if (this.#emitData(handlers, chunk)) memory.release(this, chunk);
         return;
       }
     }
@@ -483,7 +493,7 @@ class BunConnection implements Connection {
     this.#finished = true;
     this.#closed = true;
     // The receiver may still hold the chunk (a pending handler's body): leave that memory to it.
-    if (sharedMemory.holder === this) sharedMemory = new ReadMemory(SHARED_MAX, SHARED_MAX);
+    if (sharedMemory.heldBy(this)) sharedMemory = new ReadMemory(SHARED_MAX, SHARED_MAX);
     this.#closeError = error;
     if (this.#handlers === undefined) {
       if (withEnd) this.#early.push(END);
