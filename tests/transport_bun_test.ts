@@ -213,6 +213,28 @@ describe("Bun transport adapter", () => {
       a.server.abort();
     });
 
+    it("copies a deep pipeline's chunk of up to 128 KiB into the shared memory too", { skip: BUN_ONLY }, async () => {
+      const pair = await harness.pair();
+      const { client, server, serverRec } = pair;
+      const first = await deliver(pair, 3000, 1);
+      server.release!(first);
+      // Sixteen 4 KiB frames, read at once: paused while they arrive, so one read takes them all.
+      const size = 16 * (4 + 4096);
+      server.pause();
+      client.write(pattern(size, 2));
+      await until(() => client.backlog === 0, 5000, "the kernel took the pipeline");
+      await sleep(50);
+      const before = serverRec.chunks.length;
+      server.resume();
+      await until(() => serverRec.bytes === 3000 + size, 5000, "the pipeline");
+      const chunks = serverRec.chunks.slice(before);
+      assert.deepEqual(chunks.map((chunk) => chunk.length), [size], "one read");
+      assert.equal(chunks[0]!.buffer, first.buffer, "copied into the shared memory, not handed on as it came");
+      assert.deepEqual(chunks[0], pattern(size, 2));
+      client.abort();
+      server.abort();
+    });
+
     it("delivers an abort made before start as a close without error", { skip: BUN_ONLY }, async () => {
       const accepted = deferred<Connection>();
       harness.unstarted = (connection) => accepted.resolve(connection);
