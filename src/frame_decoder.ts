@@ -162,6 +162,8 @@ export class FrameDecoder {
   readonly #littleEndian: boolean;
   readonly #headerSize: number;
   readonly #maxBody: number;
+  /** The tlvkit wire format (2-byte id and length, big-endian): headers read inline. */
+  readonly #wireLayout: boolean;
 
   #state: typeof HEAD | typeof BODY = HEAD;
   /** Header bytes of a header split across chunks. */
@@ -217,6 +219,7 @@ export class FrameDecoder {
     this.#littleEndian = this.layout.littleEndian;
     this.#headerSize = this.layout.headerSize;
     this.#maxBody = this.layout.maxBody;
+    this.#wireLayout = this.#idBytes === 2 && this.#lengthBytes === 2 && !this.#littleEndian;
     this.#head = new Uint8Array(this.#headerSize);
   }
 
@@ -369,6 +372,7 @@ export class FrameDecoder {
     const idBytes = this.#idBytes;
     const lengthBytes = this.#lengthBytes;
     const little = this.#littleEndian;
+    const wire = this.#wireLayout;
     const end = chunk.length;
     // Views are made with the constructor, not subarray: on JSC (Bun) subarray
     // took ~5 % of a 4 KiB echo's server CPU.
@@ -411,8 +415,13 @@ export class FrameDecoder {
       let length: number;
       if (this.#headFill === 0 && end - pos >= headerSize) {
         // Whole header inside the chunk: read it in place.
-        id = readField(chunk, pos, idBytes, little);
-        length = readField(chunk, pos + idBytes, lengthBytes, little);
+        if (wire) {
+          id = (chunk[pos]! << 8) | chunk[pos + 1]!;
+          length = (chunk[pos + 2]! << 8) | chunk[pos + 3]!;
+        } else {
+          id = readField(chunk, pos, idBytes, little);
+          length = readField(chunk, pos + idBytes, lengthBytes, little);
+        }
         if (length > this.#maxBody) throw new FrameTooLargeError(length, this.#maxBody);
         pos += headerSize;
         if (end - pos >= length) {

@@ -83,6 +83,25 @@ describe("Deno transport adapter", () => {
       server.abort();
     });
 
+    it("sends thousands of queued writes in order, through a backlog that empties and fills again", { skip: DENO_ONLY }, async () => {
+      const { client, clientRec, server, serverRec } = await harness.pair();
+      // Large and tiny writes in turn: none merged, so the queue holds thousands of entries.
+      const burst = (seed: number): Uint8Array[] =>
+        Array.from({ length: 3000 }, (_, i) => pattern(i % 2 === 0 ? 16 * 1024 : 1 + (i % 7), seed + i));
+      const first = burst(1);
+      for (const part of first) client.write(part);
+      await within(clientRec.drained.promise, 20000, "the first backlog written");
+      const second = burst(5000);
+      for (const part of second) client.write(part);
+      const expected = concat([...first, ...second]);
+      await until(() => serverRec.bytes === expected.length, 30000, "everything");
+      assert.deepEqual(serverRec.joined(), expected);
+      await until(() => client.backlog === 0, 5000, "the backlog empty");
+      assert.equal(clientRec.drains, 2, "one drain per backlog");
+      client.abort();
+      server.abort();
+    });
+
     it("keeps every chunk intact while connections share read slabs", { skip: DENO_ONLY }, async () => {
       const pairs = [await harness.pair(), await harness.pair(), await harness.pair()];
       const data = pairs.map((_, i) => pattern(512 * 1024, 100 + i));

@@ -177,6 +177,8 @@ class DenoConnection implements Connection {
 
   // Writing: buffers accepted by write(), sent in order from #queueHead on.
   #queue: Uint8Array[] = [];
+  /** End of the queued buffers in `#queue` (the array is kept, not emptied, between backlogs). */
+  #queueTail = 0;
   #queueHead = 0;
   /** Bytes of the head buffer already written. */
   #headOffset = 0;
@@ -226,7 +228,7 @@ class DenoConnection implements Connection {
   write(bytes: Uint8Array): boolean {
     if (this.#closed || this.#ending) return false;
     if (bytes.length > 0) {
-      this.#queue.push(bytes);
+      this.#queue[this.#queueTail++] = bytes;
       this.#backlog += bytes.length;
       if (!this.#writing) {
         this.#writing = true;
@@ -319,7 +321,7 @@ class DenoConnection implements Connection {
           return;
         }
         if (!this.#wrote(written)) return;
-        if (this.#queueHead < this.#queue.length) {
+        if (this.#queueHead < this.#queueTail) {
           this.#written = this.#writeLoop().catch(this.#onLoopError);
           await this.#written;
         } else {
@@ -411,13 +413,14 @@ class DenoConnection implements Connection {
   #nextChunk(): Uint8Array | undefined {
     const queue = this.#queue;
     const first = this.#queueHead;
-    const head = queue[first];
-    if (head === undefined) return undefined;
+    if (first === this.#queueTail) return undefined;
+    const head = queue[first]!;
     if (this.#headOffset > 0) return head.subarray(this.#headOffset);
-    if (head.length >= COALESCE_BELOW || first + 1 >= queue.length) return head;
+    const tail = this.#queueTail;
+    if (head.length >= COALESCE_BELOW || first + 1 >= tail) return head;
     let total = head.length;
     let end = first + 1;
-    for (; end < queue.length; end++) {
+    for (; end < tail; end++) {
       const next = queue[end]!;
       if (next.length >= COALESCE_BELOW || total + next.length > COALESCE_LIMIT) break;
       total += next.length;
@@ -449,11 +452,13 @@ class DenoConnection implements Connection {
     this.#headOffset = 0;
     queue[this.#queueHead] = EMPTY;
     const next = ++this.#queueHead;
-    if (next === queue.length) {
-      queue.length = 0;
-      this.#queueHead = 0;
-    } else if (next >= 1024 && next * 2 >= queue.length) {
+    if (next === this.#queueTail) {
+      // Empty: start again at the front (a long array, after a large backlog, is let go).
+      if (queue.length > 1024) this.#queue = [];
+      this.#queueHead = this.#queueTail = 0;
+    } else if (next >= 1024 && next * 2 >= this.#queueTail) {
       queue.splice(0, next);
+      this.#queueTail -= next;
       this.#queueHead = 0;
     }
   }
@@ -486,7 +491,7 @@ class DenoConnection implements Connection {
       // Already closed.
     }
     this.#queue = [];
-    this.#queueHead = 0;
+    this.#queueHead = this.#queueTail = 0;
     this.#headOffset = 0;
     this.#backlog = 0;
     this.#wakeReader();
