@@ -120,8 +120,8 @@ const COPY_FIRST = 512;
  * window of 8 or 16 arrives as one chunk of 32,800 or 65,600 bytes, just over
  * 32 or 64 KiB. Copied, their frames got reused body objects: server CPU per
  * frame 0.905 (window 8) and 0.923 (window 16) of handing them on as they
- * came; at a window of 32 (128 KiB chunks) copying made no difference either
- * way (README).
+ * came. A window of 32 (131,200-byte chunks) stays over the limit: copying
+ * those made no difference either way (README).
  */
 const SHARED_MAX = 128 * 1024;
 
