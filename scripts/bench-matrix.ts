@@ -35,6 +35,9 @@
  * Ratios are computed per round (each from the raw and tlvkit runs next to each
  * other) and the median of the rounds is reported, with the lowest and highest
  * round beside it: a wide spread means the machine was busy, so rerun.
+ * A case whose raw or tlvkit runs differ by more than 15 % in server CPU per
+ * frame caught the machine changing pace, and is run again (at most twice;
+ * not with `--quick`); BENCHMARKS.md lists those repeats.
  *
  * @module
  */
@@ -158,6 +161,38 @@ type CaseKey = LoadCase["key"];
 /** Seconds of load a Netty server gets before it is measured, at least: time for the JVM's JIT. */
 const NETTY_WARMUP = 8;
 
+/**
+ * A server whose two runs in one case differ by more than this factor in CPU
+ * per frame ran in two different paces of the machine (see the next comment).
+ */
+const UNSTEADY_ABOVE = 1.15;
+/** How often a case is run again, at most, when it was unsteady. */
+const MAX_CASE_REPEATS = 2;
+
+/**
+ * Why a case's runs cannot be compared, if they cannot: the raw or the tlvkit
+ * server's two runs differ by more than {@link UNSTEADY_ABOVE} in server CPU
+ * per frame. The machine these figures come from switches between paces for
+ * a minute or so at a time (the same raw Bun echo at 3.6 and at 5.9 µs per
+ * 4 KiB frame, Deno's at 3.4 and 4.6): a round whose raw runs caught one pace
+ * and whose tlvkit runs the other gives a ratio of the machine, not of the
+ * servers (Bun 4 KiB rounds of 0.61 and 1.12 in one matrix). The check is the
+ * same for both servers, whichever way the ratio would move. Netty is left
+ * out: its first run may still be warming its JIT.
+ */
+function unsteadyPair(runs: Partial<Record<ServerKind, LoadResult[]>>): string | undefined {
+  const reasons: string[] = [];
+  for (const kind of ["raw", "tlvkit"] as const) {
+    const list = runs[kind];
+    if (list === undefined || list.length < 2) continue;
+    const costs = list.map((run) => run.server?.cpuUsPerFrame ?? NaN);
+    const low = Math.min(...costs);
+    const high = Math.max(...costs);
+    if (high / low > UNSTEADY_ABOVE) reasons.push(`${kind} ${costs.map((cost) => fmt(cost, 2)).join(" and ")} µs/frame`);
+  }
+  return reasons.length === 0 ? undefined : reasons.join(", ");
+}
+
 /** The servers a case runs against in this matrix: the 64 B echo also against Netty when asked. */
 function caseServers(loadCase: LoadCase, options: MatrixOptions): readonly ServerKind[] {
   return options.netty && loadCase.key === "echo64" ? [...loadCase.servers, "netty"] : loadCase.servers;
@@ -169,6 +204,10 @@ interface Round {
   idle: Partial<Record<ServerKind, IdleResult>>;
   /** Highest VmHWM of each kind of server over the round (fresh servers per case), KiB. */
   peakRssKiB: Partial<Record<ServerKind, number>>;
+  /** Cases run again because the machine changed pace within them (see {@link unsteadyPair}). */
+  repeats: string[];
+  /** Cases still unsteady after the last repeat, kept as they are. */
+  unsteady: string[];
 }
 
 interface Failure {
@@ -183,7 +222,7 @@ function fmt(value: number | undefined, digits = 1): string {
 }
 
 async function runRound(runtime: RuntimeName, round: number, options: MatrixOptions, log: (line: string) => void, failures: Failure[]): Promise<Round> {
-  const result: Round = { load: { echo64: {}, echo4k: {}, hello: {} }, idle: {}, peakRssKiB: {} };
+  const result: Round = { load: { echo64: {}, echo4k: {}, hello: {} }, idle: {}, peakRssKiB: {}, repeats: [], unsteady: [] };
   const pin = canPin() ? 1 : undefined;
   const native = nativeGenerator(ROOT).path;
   let servers: Partial<Record<ServerKind, ServerProcess>> = {};
@@ -219,37 +258,53 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
     }
     for (const loadCase of CASES) {
       const kinds = caseServers(loadCase, options);
-      await stopServers();
-      await startServers(kinds);
-      // A, B, B, A: a machine that drifts (or flips into a slower state) during
-      // a case weighs on both servers alike, and each figure is the better of two runs.
-      const order = kinds.length > 1 ? [...kinds, ...[...kinds].reverse()] : kinds;
-      for (const kind of order) {
-        const server = servers[kind]!;
-        const loadOptions: LoadOptions = {
-          host: server.host,
-          port: server.port,
-          connections: loadCase.connections,
-          window: loadCase.window,
-          size: loadCase.size,
-          duration: options.duration,
-          warmup: kind === "netty" ? Math.max(options.warmup, NETTY_WARMUP) : options.warmup,
-          mode: loadCase.mode,
-          expect: replyShape(kind),
-          serverPid: server.pid,
-          progress: false,
-        };
-        const load = native !== undefined
-          ? await runNativeLoad(ROOT, native, loadOptions, pin === undefined ? undefined : 0)
-          : await runLoad(loadOptions);
-        const earlier = result.load[loadCase.key][kind];
-        result.load[loadCase.key][kind] = earlier === undefined ? load : bestOf(earlier, load);
-        if (load.errors > 0) failures.push({ where: where(kind, loadCase.label), messages: load.errorSamples });
-        log(
-          `  ${where(kind, loadCase.label)}: ${fmt(load.framesPerSecond, 0)} frames/s, ${fmt(load.mbpsIn, 1)} MB/s, ` +
-            `server ${fmt(load.server?.cpuUsPerFrame, 2)} µs/frame at ${fmt((load.server?.cpuShare ?? NaN) * 100, 0)} %, ` +
-            `generator ${fmt(load.generatorCpuShare * 100, 0)} %, errors ${load.errors}`,
-        );
+      for (let attempt = 0;; attempt++) {
+        await stopServers();
+        await startServers(kinds);
+        // A, B, B, A: a machine that drifts (or flips into a slower state) during
+        // a case weighs on both servers alike, and each figure is the better of two runs.
+        const order = kinds.length > 1 ? [...kinds, ...[...kinds].reverse()] : kinds;
+        const runs: Partial<Record<ServerKind, LoadResult[]>> = {};
+        for (const kind of order) {
+          const server = servers[kind]!;
+          const loadOptions: LoadOptions = {
+            host: server.host,
+            port: server.port,
+            connections: loadCase.connections,
+            window: loadCase.window,
+            size: loadCase.size,
+            duration: options.duration,
+            warmup: kind === "netty" ? Math.max(options.warmup, NETTY_WARMUP) : options.warmup,
+            mode: loadCase.mode,
+            expect: replyShape(kind),
+            serverPid: server.pid,
+            progress: false,
+          };
+          const load = native !== undefined
+            ? await runNativeLoad(ROOT, native, loadOptions, pin === undefined ? undefined : 0)
+            : await runLoad(loadOptions);
+          (runs[kind] ??= []).push(load);
+          if (load.errors > 0) failures.push({ where: where(kind, loadCase.label), messages: load.errorSamples });
+          log(
+            `  ${where(kind, loadCase.label)}: ${fmt(load.framesPerSecond, 0)} frames/s, ${fmt(load.mbpsIn, 1)} MB/s, ` +
+              `server ${fmt(load.server?.cpuUsPerFrame, 2)} µs/frame at ${fmt((load.server?.cpuShare ?? NaN) * 100, 0)} %, ` +
+              `generator ${fmt(load.generatorCpuShare * 100, 0)} %, errors ${load.errors}`,
+          );
+        }
+        const unsteady = options.quick ? undefined : unsteadyPair(runs);
+        if (unsteady !== undefined && attempt < MAX_CASE_REPEATS) {
+          log(`  ${runtime} round ${round} ${loadCase.label}: unsteady (${unsteady}); repeating the case`);
+          result.repeats.push(`${runtime} round ${round} ${loadCase.label}: ${unsteady}`);
+          continue;
+        }
+        if (unsteady !== undefined) {
+          log(`  ${runtime} round ${round} ${loadCase.label}: still unsteady (${unsteady}); kept`);
+          result.unsteady.push(`${runtime} round ${round} ${loadCase.label}: ${unsteady}`);
+        }
+        for (const [kind, list] of Object.entries(runs) as Array<[ServerKind, LoadResult[]]>) {
+          result.load[loadCase.key][kind] = list.reduce(bestOf);
+        }
+        break;
       }
     }
     await stopServers();
@@ -577,6 +632,23 @@ function runtimeVersions(): Record<RuntimeName, string> {
   };
 }
 
+/** The cases run again because they were unsteady, and those kept unsteady, as a paragraph and list. */
+function repeatsMarkdown(results: Map<RuntimeName, Round[]>): string {
+  const rounds = [...results.values()].flat();
+  const repeats = rounds.flatMap((round) => round.repeats);
+  const unsteady = rounds.flatMap((round) => round.unsteady);
+  if (repeats.length === 0) return "No case was unsteady: none was run again.\n";
+  const lines = [
+    `${repeats.length} case run(s) were unsteady and run again (the server's two runs, in CPU per frame):`,
+    "",
+    ...repeats.map((line) => `- ${line}`),
+  ];
+  if (unsteady.length > 0) {
+    lines.push("", `Kept although still unsteady after ${MAX_CASE_REPEATS} repeats:`, "", ...unsteady.map((line) => `- ${line}`));
+  }
+  return `${lines.join("\n")}\n`;
+}
+
 function benchmarksMarkdown(
   results: Map<RuntimeName, Round[]>,
   options: MatrixOptions,
@@ -643,7 +715,10 @@ echo 3–4×): raw, tlvkit, tlvkit, raw for each echo case — so a machine that
 drifts during a case weighs on both alike, and each figure is the better of
 its two runs (lower cost, higher throughput; noise only ever adds cost, so the
 better run is the nearer estimate of the server's own) —
-then HELLO on tlvkit.${options.netty ? ` The 64 B case runs raw, tlvkit, Netty, Netty, tlvkit, raw; Netty gets at least ${NETTY_WARMUP} s of warm-up (its JIT).` : ""} ${options.warmup} s of warm-up, then ${options.duration} s measured per run. ${options.rounds} round(s) per runtime.
+then HELLO on tlvkit. When the raw or the tlvkit server's two runs of a case
+differ by more than ${Math.round((UNSTEADY_ABOVE - 1) * 100)} % in server CPU per frame, the machine changed pace
+between them (next section), and the case is run again on fresh servers, at
+most ${MAX_CASE_REPEATS} more times; the last attempt is kept.${options.netty ? ` The 64 B case runs raw, tlvkit, Netty, Netty, tlvkit, raw; Netty gets at least ${NETTY_WARMUP} s of warm-up (its JIT).` : ""} ${options.warmup} s of warm-up, then ${options.duration} s measured per run. ${options.rounds} round(s) per runtime.
 
 ## Ratios
 
@@ -653,6 +728,7 @@ Each ratio is computed within a round, from the raw and tlvkit runs made next
 to each other, and the median over the rounds is shown with the lowest and
 highest round in parentheses. ✓ / ✗: the median against the target.
 
+${repeatsMarkdown(results)}
 ## Absolute figures (medians)
 
 ${markdownTable(absolute.header, absolute.rows, 3)}
@@ -744,6 +820,8 @@ async function main(): Promise<number> {
       `${fmt(seconds, 0)} s total; load average ${loadStart[0]?.toFixed(2)} → ${loadEnd[0]?.toFixed(2)})`,
   );
   console.log(textTable(ratios.header, ratios.rows));
+  const repeated = [...results.values()].flat().reduce((sum, round) => sum + round.repeats.length, 0);
+  if (repeated > 0) console.log(`${repeated} unsteady case run(s) repeated (listed above and in BENCHMARKS.md)`);
   if (!options.quick) {
     const absolute = absoluteTable(results);
     const memory = memoryTable(results);
