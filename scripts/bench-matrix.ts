@@ -292,14 +292,12 @@ async function runRound(runtime: RuntimeName, round: number, options: MatrixOpti
           );
         }
         const unsteady = options.quick ? undefined : unsteadyPair(runs);
-        if (unsteady !== undefined && attempt < MAX_CASE_REPEATS) {
-          log(`  ${runtime} round ${round} ${loadCase.label}: unsteady (${unsteady}); repeating the case`);
-          result.repeats.push(`${runtime} round ${round} ${loadCase.label}: ${unsteady}`);
-          continue;
-        }
         if (unsteady !== undefined) {
-          log(`  ${runtime} round ${round} ${loadCase.label}: still unsteady (${unsteady}); kept`);
-          result.unsteady.push(`${runtime} round ${round} ${loadCase.label}: ${unsteady}`);
+          const repeat = attempt < MAX_CASE_REPEATS;
+          const which = `${runtime} round ${round} ${loadCase.label}`;
+          log(`  ${which}: ${repeat ? "unsteady" : "still unsteady"} (${unsteady}); ${repeat ? "repeating the case" : "kept"}`);
+          (repeat ? result.repeats : result.unsteady).push(`${which}: ${unsteady}`);
+          if (repeat) continue;
         }
         for (const [kind, list] of Object.entries(runs) as Array<[ServerKind, LoadResult[]]>) {
           result.load[loadCase.key][kind] = list.reduce(bestOf);
@@ -717,7 +715,7 @@ its two runs (lower cost, higher throughput; noise only ever adds cost, so the
 better run is the nearer estimate of the server's own) —
 then HELLO on tlvkit. When the raw or the tlvkit server's two runs of a case
 differ by more than ${Math.round((UNSTEADY_ABOVE - 1) * 100)} % in server CPU per frame, the machine changed pace
-between them (next section), and the case is run again on fresh servers, at
+between them (see *How to read these*), and the case is run again on fresh servers, at
 most ${MAX_CASE_REPEATS} more times; the last attempt is kept.${options.netty ? ` The 64 B case runs raw, tlvkit, Netty, Netty, tlvkit, raw; Netty gets at least ${NETTY_WARMUP} s of warm-up (its JIT).` : ""} ${options.warmup} s of warm-up, then ${options.duration} s measured per run. ${options.rounds} round(s) per runtime.
 
 ## Ratios
