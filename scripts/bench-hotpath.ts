@@ -17,6 +17,14 @@
  * read of a server under a 16 × 16 pipelined load holds about 20) or 4 frames
  * of 4 KiB (16 × 4).
  *
+ * `--memory` says where each chunk lies. `fresh` (the default): new memory
+ * per read, as Bun hands on chunks over 128 KiB; every frame gets a new body
+ * view. `own`: each connection's memory, read into again once the chunk is
+ * handed back, as Node's and Deno's read regions and Bun's copy of small
+ * chunks give; the decoder gives the same body objects again. `shared`: one
+ * buffer for all connections, as Bun's copy of medium chunks (up to 128 KiB)
+ * gives.
+ *
  * `--evict BYTES` (default 0) measures with cold caches, as between two reads
  * of one connection on a loaded server, when the kernel's and the runtime's
  * copies of the other connections' traffic have passed through the caches:
@@ -55,6 +63,8 @@ class MemoryConnection implements Connection {
   handlers: ConnectionHandlers | undefined;
   bytesWritten = 0;
   writes = 0;
+  /** Chunks handed back for the next read (see `--memory reused`). */
+  released = 0;
 
   start(handlers: ConnectionHandlers): void {
     this.handlers = handlers;
@@ -69,6 +79,9 @@ class MemoryConnection implements Connection {
   }
   abort(): void {
     this.handlers?.onClose();
+  }
+  release(_chunk: Uint8Array): void {
+    this.released++;
   }
   pause(): void {}
   resume(): void {}
@@ -98,6 +111,11 @@ interface Case {
 
 const utf8 = new TextEncoder();
 const POOL = 1024;
+const MEMORY_TEXT: Record<MemoryKind, string> = {
+  fresh: "fresh memory per read",
+  own: "each connection's reused memory",
+  shared: "one reused buffer for all connections",
+};
 /** Largest `--evict`. */
 const EVICT_MAX = 64 * 1024 * 1024;
 
@@ -117,14 +135,22 @@ function nextTurn(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
-const USAGE = "Usage: bench-hotpath.ts [--seconds 2] [--only TEXT] [--evict BYTES]";
+const USAGE = "Usage: bench-hotpath.ts [--seconds 2] [--only TEXT] [--evict BYTES] [--memory fresh|own|shared]";
+
+/** Where each chunk lies (see the module doc). */
+const MEMORY_KINDS = ["fresh", "own", "shared"] as const;
+type MemoryKind = typeof MEMORY_KINDS[number];
 
 async function main(): Promise<void> {
   const values = scriptArgs("bench-hotpath", USAGE, {
     seconds: { type: "string", default: "2" },
     only: { type: "string" },
     evict: { type: "string", default: "0" },
+    memory: { type: "string", default: "fresh" },
   }, (v) => {
+    if (!(MEMORY_KINDS as readonly string[]).includes(v.memory!)) {
+      throw new Error(`--memory must be one of ${MEMORY_KINDS.join(", ")}, got "${v.memory}"`);
+    }
     const seconds = Number(v.seconds);
     if (!(Number.isInteger(seconds * 1000) && seconds > 0)) throw new Error(`--seconds must be a positive number, got "${v.seconds}"`);
     const evict = Number(v.evict);
@@ -134,6 +160,7 @@ async function main(): Promise<void> {
   });
   const seconds = Number(values.seconds);
   const evict = Number(values.evict);
+  const memory = values.memory as MemoryKind;
   // With --evict, copied from one to the other before each chunk.
   const evictFrom = new Uint8Array(evict).fill(1);
   const evictTo = new Uint8Array(evict);
@@ -147,7 +174,7 @@ async function main(): Promise<void> {
     borrowBodies: true, // as `tlvkit serve` runs it
   });
   const encoder = new FrameEncoder();
-  console.log(`tlvkit hot path on ${detectRuntime()}: 16 sessions, in memory`);
+  console.log(`tlvkit hot path on ${detectRuntime()}: 16 sessions, in memory, chunks in ${MEMORY_TEXT[memory]}`);
   for (const c of CASES) {
     if (values.only !== undefined && !c.label.toLowerCase().includes(values.only.toLowerCase())) continue;
     const perChunk = c.perChunk;
@@ -162,7 +189,11 @@ async function main(): Promise<void> {
     // Sockets deliver a fresh buffer per read; the copies are made up front so
     // that allocating them is not counted (the runtime's cost, not tlvkit's).
     // Every frame is whole, so a copy is free again once its flush is done.
-    const pool = Array.from({ length: POOL }, () => chunk.slice());
+    // With --memory own or shared, the same chunk object again for each read,
+    // as a transport that takes its chunks back gives (see the module doc).
+    const shared = chunk.slice();
+    const own = connections.map(() => chunk.slice());
+    const pool = memory === "fresh" ? Array.from({ length: POOL }, () => chunk.slice()) : [];
     let next = 0;
     for (const connection of connections) connection.bytesWritten = 0;
     let fed = 0;
@@ -176,8 +207,9 @@ async function main(): Promise<void> {
       let frameCount = 0;
       while (performance.now() - start < ms) {
         for (let turn = 0; turn < 64; turn++) {
-          for (const connection of connections) {
-            const slot = pool[next++ & (POOL - 1)]!;
+          for (let c = 0; c < connections.length; c++) {
+            const connection = connections[c]!;
+            const slot = memory === "fresh" ? pool[next++ & (POOL - 1)]! : memory === "own" ? own[c]! : shared;
             if (evict > 0) {
               evictTo.set(evictFrom);
               slot.set(chunk);

@@ -11,6 +11,7 @@ import { Router } from "./router.ts";
 import type { Request } from "./session.ts";
 import type { ErrorContext } from "./server.ts";
 import { encodeUtf8 } from "./_utf8.ts";
+import { answerPlainHello } from "./_plain_hello.ts";
 
 /** Message id of HELLO requests. */
 export const HELLO_ID = 1001;
@@ -18,6 +19,7 @@ export const HELLO_ID = 1001;
 export const ERROR_ID = 65535;
 /** Prefix the server puts before a HELLO's `data`. */
 export const HELLO_REPLY_PREFIX = "server has received msg, msg data is ";
+const PREFIX_BYTES = encodeUtf8(HELLO_REPLY_PREFIX).slice();
 
 
 /** Raised inside the HELLO handler for a request that is not a valid HELLO. */
@@ -123,6 +125,8 @@ function hello(request: Request, layout: FrameLayout): void {
 export function createBundledApp(layout: FrameLayout): BundledApp {
   const router = new Router()
     .handle(HELLO_ID, (request) => {
+      // The usual greeting, answered from its bytes; the same reply as below.
+      if (answerPlainHello(request, layout, PREFIX_BYTES)) return;
       try {
         hello(request, layout);
       } catch (error) {
