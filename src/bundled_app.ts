@@ -19,6 +19,7 @@ export const HELLO_ID = 1001;
 export const ERROR_ID = 65535;
 /** Prefix the server puts before a HELLO's `data`. */
 export const HELLO_REPLY_PREFIX = "server has received msg, msg data is ";
+/** The prefix as the plain-greeting fast path writes it (ASCII; a buffer of its own, not a slab region). */
 const PREFIX_BYTES = encodeUtf8(HELLO_REPLY_PREFIX).slice();
 
 
