@@ -19,8 +19,8 @@ export const HELLO_ID = 1001;
 export const ERROR_ID = 65535;
 /** Prefix the server puts before a HELLO's `data`. */
 export const HELLO_REPLY_PREFIX = "server has received msg, msg data is ";
-/** The prefix as the plain-greeting fast path writes it (ASCII; a buffer of its own, not a slab region). */
-const PREFIX_BYTES = encodeUtf8(HELLO_REPLY_PREFIX).slice();
+/** The prefix as the plain-greeting fast path writes it (ASCII). */
+const PREFIX_BYTES = new TextEncoder().encode(HELLO_REPLY_PREFIX);
 
 
 /** Raised inside the HELLO handler for a request that is not a valid HELLO. */
