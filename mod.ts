@@ -40,6 +40,7 @@ export type { CloseReason } from "./src/close_reason.ts";
 export { CLOSE_REASONS } from "./src/close_reason.ts";
 export { type Clock, systemClock, type TimerHandle } from "./src/clock.ts";
 export { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "./src/logger.ts";
+export { echo } from "./src/echo.ts";
 export { Router } from "./src/router.ts";
 export type {
   Handler,

@@ -7,6 +7,7 @@
  */
 
 import type { FrameLayout } from "./frame_layout.ts";
+import { echo } from "./echo.ts";
 import { Router } from "./router.ts";
 import type { Request } from "./session.ts";
 import type { ErrorContext } from "./server.ts";
@@ -136,9 +137,7 @@ export function createBundledApp(layout: FrameLayout): BundledApp {
         replyError(request, layout, error.message);
       }
     })
-    .fallback((request) => {
-      request.reply(request.body);
-    });
+    .fallback(echo);
   const onError = (error: Error, context: ErrorContext): void => {
     const request = context.request;
     if (request === undefined || request.session.state === "closed") return;

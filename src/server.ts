@@ -8,6 +8,7 @@
 import type { CloseReason } from "./close_reason.ts";
 import { FrameLayout, type FrameLayoutOptions } from "./frame_layout.ts";
 import { createLogger, type Logger, ThrottledLog } from "./logger.ts";
+import { echo } from "./echo.ts";
 import { Router } from "./router.ts";
 import {
   type Handler,
@@ -194,6 +195,7 @@ export class Server {
         if (handler === undefined) throw new NoHandlerError(request.id);
         return handler(request);
       },
+      echoes: (id) => this.router.route(id) === echo,
       handlerError: (error, request) => {
         const err = toError(error);
         const session = request.session;

@@ -177,6 +177,12 @@ export type Handler = (request: Request) => void | Promise<void>;
 export interface SessionOwner {
   /** A frame arrived. Returning a promise keeps later replies waiting for it. */
   dispatch(request: Request): void | Promise<void>;
+  /**
+   * Whether frames with this id are routed to the built-in `echo` handler: the
+   * session may then queue the reply itself (the frame's own id and body)
+   * instead of calling `dispatch`, when no earlier reply is pending.
+   */
+  echoes?(id: number): boolean;
   /** A handler threw or rejected. Replies made here keep their place in order. */
   handlerError(error: unknown, request: Request): void;
   /** The session started closing (for logs). */
@@ -716,6 +722,13 @@ export class TransportSession implements Session {
   #dispatch(id: number, body: Uint8Array): void {
     if (this.#state !== OPEN && !(this.#state === CLOSING && this.#keepReading)) return;
     this.counters.framesIn++;
+    // A frame routed to the built-in echo while no earlier reply is pending:
+    // its reply is queued as the echo handler would queue it (at once, the
+    // request's own id and body), without a request object or a handler call.
+    if (this.#pipeline.length === 0 && this.#owner.echoes?.(id) === true) {
+      this.#enqueue(id, body);
+      return;
+    }
     const request = new SessionRequest(this, id, body);
     let result: void | Promise<void>;
     try {

@@ -1,0 +1,32 @@
+/**
+ * The built-in echo handler: a request's reply is its own frame.
+ *
+ * @module
+ */
+
+import type { Handler, Request } from "./session.ts";
+
+/**
+ * Replies to each request with its own body under its own id: an echo.
+ *
+ * Route ids to it (`router.handle(id, echo)`, `router.fallback(echo)`) rather
+ * than to a handler of your own that does the same: a server answers a frame
+ * routed to `echo` itself, without making a request object or calling a
+ * handler, whenever no earlier reply is still pending on the session. The
+ * replies, their order and the counters are the same either way; it saves the
+ * per-frame work of a handler call (on a 4 KiB Bun echo about 2 % of the
+ * server's CPU per frame; see the README). A client dispatches replies, not
+ * requests, and does not use it.
+ *
+ * @param request The request to answer.
+ * @example
+ * ```ts
+ * import { echo, Router } from "@tlvkit/tlvkit";
+ * const router = new Router()
+ *   .handle(1, (request) => { request.reply("pong"); })
+ *   .fallback(echo); // every other id comes back as it was sent
+ * ```
+ */
+export const echo: Handler = (request: Request): void => {
+  request.reply(request.body);
+};
