@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { echo, encodeFrame, type Frame, type Handler, Router, serve, type Server } from "../mod.ts";
+import { echo, encodeFrame, type Frame, FrameDecoder, type Handler, Router, serve, type Server } from "../mod.ts";
 import type { Connection } from "../src/transport/types.ts";
-import { sleep, until } from "./_async.ts";
+import { sleep, until, within } from "./_async.ts";
 import { concat } from "./_bytes.ts";
 import { type RawPeer, rawPeer } from "./_raw_peer.ts";
 import { runSeed, SeededRandom } from "./_seeded_random.ts";
+import { FakeConnection } from "./_fake_connection.ts";
+import { resolveSessionOptions, type SessionOwner, TransportSession } from "../src/session.ts";
+import { FrameLayout } from "../src/frame_layout.ts";
 
 const HOST = "127.0.0.1";
 const utf8 = new TextEncoder();
@@ -64,6 +67,50 @@ for (const borrowBodies of [false, true]) {
       assert.equal(stats.framesOut, 4);
     });
 
+    it("sends back chunks of whole echoed frames, and still closes on a frame over the body limit among them", async () => {
+      const server = await serve({ host: HOST, port: 0, router: new Router().fallback(echo), borrowBodies, maxBody: 100 });
+      servers.push(server);
+      const raw = await peer(server);
+      const small = [encodeFrame(1, utf8.encode("one")), encodeFrame(2, new Uint8Array(100).fill(2)), encodeFrame(3, new Uint8Array(0))];
+      for (let i = 0; i < 20; i++) {
+        raw.conn.write(concat(small));
+        await until(() => raw.frames().length >= 3 * (i + 1), 5000, `the echoes of write ${i}`);
+      }
+      assert.deepEqual(raw.frames().slice(0, 3).map((frame) => frame.id), [1, 2, 3]);
+      assert.deepEqual(concat(raw.chunks), concat(Array.from({ length: 20 }, () => concat(small))));
+      let stats = server.stats();
+      assert.equal(stats.framesIn, 60);
+      assert.equal(stats.framesOut, 60);
+      assert.equal(stats.bytesIn, 20 * concat(small).length);
+      assert.equal(stats.bytesOut, 20 * concat(small).length);
+      // A whole chunk of echoes but for a header announcing 101 bytes: the frames before it are answered, then the close.
+      const tooLarge = concat([encodeFrame(4, utf8.encode("four")), encodeFrame(5, new Uint8Array(101))]);
+      raw.conn.write(tooLarge);
+      await within(raw.closed, 5000, "the close after a frame over the limit");
+      assert.deepEqual(raw.frames().slice(60).map((frame) => frame.id), [4]);
+      await until(() => server.stats().closes["frame-too-large"] === 1, 5000, "the frame-too-large close");
+      stats = server.stats();
+      assert.equal(stats.framesIn, 61);
+      assert.equal(stats.framesOut, 61);
+    });
+
+    it("answers chunks that end inside a header or a body after whole echoed frames", async () => {
+      const server = await start(new Router().fallback(echo), borrowBodies);
+      const raw = await peer(server);
+      const frames = [encodeFrame(1, utf8.encode("a")), encodeFrame(2, utf8.encode("bb")), encodeFrame(3, utf8.encode("ccc"))];
+      const stream = concat([...frames, ...frames, ...frames]);
+      // Whole frames, then 1, 2 or 3 bytes of a header, or a header and part of a body.
+      const cuts = [frames[0]!.length + 1, 2 * frames[0]!.length + frames[1]!.length + 2, 18, 27, 35, stream.length];
+      let from = 0;
+      for (const to of cuts) {
+        raw.conn.write(stream.slice(from, to));
+        from = to;
+        await sleep(15);
+      }
+      await until(() => raw.frames().length >= 9, 5000, "nine echoes");
+      assert.deepEqual(concat(raw.chunks), stream);
+    });
+
     it("keeps request order behind an async handler's pending reply", async () => {
       const router = new Router().handle(1, slowly).fallback(echo);
       const server = await start(router, borrowBodies);
@@ -91,9 +138,14 @@ for (const borrowBodies of [false, true]) {
         frames.push(encodeFrame(id, random.bytes(random.pick([0, 1, 3, 64, 700, 4096]))));
       }
       const stream = concat(frames);
+      // Cut after a whole frame half the time (chunks of whole frames, which a
+      // server may send back as they are when every one is an echo), anywhere otherwise.
+      const ends: number[] = [];
+      for (let i = 0, end = 0; i < frames.length; i++) ends.push(end += frames[i]!.length);
       const cuts: number[] = [];
       for (let at = 0; at < stream.length;) {
-        at = Math.min(stream.length, at + random.int(1, 9000));
+        if (random.next() < 0.5) at = ends.find((end) => end > at + random.int(0, 3000)) ?? stream.length;
+        else at = Math.min(stream.length, at + random.int(1, 9000));
         cuts.push(at);
       }
       const results: string[][] = [];
@@ -103,7 +155,7 @@ for (const borrowBodies of [false, true]) {
         for (const to of cuts) {
           raw.conn.write(stream.slice(from, to));
           from = to;
-          if (random.next() < 0.1) await sleep(1);
+          if (random.next() < 0.3) await sleep(1);
         }
         await until(() => raw.frames().length >= frames.length, 10_000, `all ${frames.length} replies (seed ${seed})`);
         results.push(summary(raw.frames()));
@@ -130,5 +182,62 @@ describe("echo called as a handler", () => {
     void echo(request as unknown as Parameters<Handler>[0]);
     assert.equal(replies.length, 1);
     assert.equal(replies[0]![0], body);
+  });
+});
+
+describe("a session's echo path (a fake connection)", () => {
+  function echoSession(echoes: (id: number) => boolean, borrowBodies: boolean) {
+    const connection = new FakeConnection();
+    connection.keepGiven = true;
+    const dispatched: number[] = [];
+    const owner: SessionOwner = {
+      dispatch: (request) => {
+        dispatched.push(request.id);
+        request.reply(utf8.encode("handled"));
+      },
+      echoes,
+      handlerError: () => {},
+      closed: () => {},
+    };
+    const options = { ...resolveSessionOptions({}), borrowBodies };
+    const session = new TransportSession(connection, FrameLayout.DEFAULT, options, owner);
+    session.start();
+    return { connection, session, dispatched };
+  }
+
+  for (const borrowBodies of [false, true]) {
+    it(`takes a fresh chunk of whole echoed frames as it is and sends it back, the same bytes (borrowBodies: ${borrowBodies})`, () => {
+      const { connection, session, dispatched } = echoSession(() => true, borrowBodies);
+      const chunk = concat([encodeFrame(1, utf8.encode("a")), encodeFrame(2, new Uint8Array(0))]);
+      assert.equal(connection.handlers!.onFreshData?.(chunk), true);
+      assert.equal(connection.given.length, 1);
+      assert.equal(connection.given[0], chunk, "the chunk itself, not a copy");
+      assert.deepEqual(dispatched, []);
+      assert.deepEqual({ ...session.counters }, { framesIn: 2, framesOut: 2, bytesIn: chunk.length, bytesOut: chunk.length });
+    });
+  }
+
+  it("declines a fresh chunk holding any other frame, and onData answers it the general way", () => {
+    const { connection, session, dispatched } = echoSession((id) => id !== 7, true);
+    const chunk = concat([encodeFrame(1, utf8.encode("a")), encodeFrame(7, utf8.encode("b"))]);
+    assert.equal(connection.handlers!.onFreshData?.(chunk), false);
+    assert.equal(connection.given.length, 0);
+    assert.equal(session.counters.bytesIn, 0, "nothing counted twice");
+    connection.receive(chunk.slice());
+    assert.deepEqual(dispatched, [7]);
+    const replies = new FrameDecoder().push(concat(connection.writes)).map((frame) => `${frame.id}:${new TextDecoder().decode(frame.body)}`);
+    assert.deepEqual(replies, ["1:a", "7:handled"]);
+    assert.deepEqual({ ...session.counters }, { framesIn: 2, framesOut: 2, bytesIn: chunk.length, bytesOut: chunk.length + 6 });
+  });
+
+  it("declines a fresh chunk while closing, and onData discards it", () => {
+    const { connection, session } = echoSession(() => true, true);
+    session.beginClose("server-shutdown", true);
+    const chunk = encodeFrame(1, utf8.encode("late"));
+    assert.equal(connection.handlers!.onFreshData?.(chunk), false);
+    connection.receive(chunk);
+    assert.equal(connection.given.length, 0);
+    assert.equal(session.counters.framesIn, 0);
+    assert.equal(session.counters.framesOut, 0);
   });
 });
