@@ -195,7 +195,10 @@ export class Server {
         if (handler === undefined) throw new NoHandlerError(request.id);
         return handler(request);
       },
-      echoes: (id) => this.router.route(id) === echo,
+      echoes: (id) => {
+        const router = this.router;
+        return router.routesEcho && router.route(id) === echo;
+      },
       handlerError: (error, request) => {
         const err = toError(error);
         const session = request.session;

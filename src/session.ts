@@ -180,7 +180,8 @@ export interface SessionOwner {
   /**
    * Whether frames with this id are routed to the built-in `echo` handler: the
    * session may then queue the reply itself (the frame's own id and body)
-   * instead of calling `dispatch`, when no earlier reply is pending.
+   * instead of calling `dispatch`, when no earlier reply is pending, and send
+   * back a received chunk of nothing but such whole frames as it is.
    */
   echoes?(id: number): boolean;
   /** A handler threw or rejected. Replies made here keep their place in order. */
