@@ -21,6 +21,7 @@ import {
   TransportSession,
 } from "./session.ts";
 import { type ServerStats, StatsTally } from "./server_stats.ts";
+import { acceptFailureKind } from "./transport/_accept_failure.ts";
 import { formatHostPort } from "./transport/_socket_address.ts";
 import { loadTransport } from "./transport/detect.ts";
 import type { Connection, Listener, RuntimeName, SocketAddress, Transport } from "./transport/types.ts";
@@ -96,7 +97,9 @@ export interface ServerOptions extends FrameLayoutOptions, SessionOptions {
   /**
    * Called when a handler throws or rejects (`context.request` is set: a reply
    * made here keeps its place in request order), when no handler matches a
-   * frame, and when accepting fails. Errors are logged whether or not this is set.
+   * frame, and when accepting fails (out of file descriptors, say; not when
+   * the peer reset before its accept: that is only counted, in
+   * `stats().connectionsAborted`). Errors are logged whether or not this is set.
    */
   onError?: (error: Error, context: ErrorContext) => void;
   /** Receives the server's log lines. Defaults to warnings and errors on standard error. */
@@ -169,6 +172,7 @@ export class Server {
   readonly #owner: SessionOwner;
   readonly #limitLog = new ThrottledLog();
   readonly #acceptErrorLog = new ThrottledLog();
+  readonly #abortedLog = new ThrottledLog();
   readonly #tally: StatsTally;
 
   /**
@@ -380,10 +384,7 @@ export class Server {
       host,
       port,
       reusePort: this.#options.reusePort ?? false,
-      onAcceptError: (error) => {
-        this.#acceptErrorLog.log(this.#sessionOptions.clock.now(), (line) => this.#logger.error(line), `${error.message}; still accepting`);
-        this.#reportError(error, {});
-      },
+      onAcceptError: (error) => this.#acceptFailed(error),
     }, (connection) => this.#accept(connection));
     (this as { address: SocketAddress }).address = this.#listener.address;
   }
@@ -415,6 +416,23 @@ export class Server {
       this.#reportError(toError(error), { session });
     }
     session.start();
+  }
+
+  /**
+   * A failed accept (classified in `_accept_failure.ts`): a peer gone before
+   * its accept is routine under a hostile network, so it is only counted and
+   * logged at debug; anything else is an error the operator should see.
+   */
+  #acceptFailed(error: Error & { code?: string }): void {
+    const now = this.#sessionOptions.clock.now();
+    if (acceptFailureKind(error.code) === "peer-gone") {
+      this.#tally.acceptAborted();
+      this.#abortedLog.log(now, (line) => this.#logger.debug(line), `${error.message}; accepting on`);
+      return;
+    }
+    this.#tally.acceptFailed();
+    this.#acceptErrorLog.log(now, (line) => this.#logger.error(line), `${error.message}; still accepting`);
+    this.#reportError(error, {});
   }
 
   #reportError(error: Error, context: ErrorContext): void {

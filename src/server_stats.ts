@@ -35,6 +35,19 @@ export interface ServerStats {
    * {@link ServerStats.closes}.
    */
   sessionsOpened: number;
+  /**
+   * Connections whose peer was gone (reset) before the server could accept
+   * them, since the start: port scanners and health checks that close with
+   * `SO_LINGER` 0 make them. Accepting goes on at once; they are not sessions
+   * and are not in {@link ServerStats.closes}. Counted the same way on every
+   * runtime.
+   */
+  connectionsAborted: number;
+  /**
+   * Accepts that failed for any other reason since the start (out of file
+   * descriptors, say): the server backs off briefly and keeps accepting.
+   */
+  acceptErrors: number;
   /** Frames received since the start. */
   framesIn: number;
   /** Frames sent since the start. */
@@ -64,6 +77,8 @@ export class StatsTally {
   readonly #retired: SessionCounters = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
   readonly #closes = Object.fromEntries(CLOSE_REASONS.map((reason) => [reason, 0])) as Record<CloseReason, number>;
   #opened = 0;
+  #aborted = 0;
+  #acceptErrors = 0;
 
   /** @param startedAt The clock reading the uptime counts from. */
   constructor(startedAt: number) {
@@ -73,6 +88,16 @@ export class StatsTally {
   /** Count a session the server accepted. */
   opened(): void {
     this.#opened++;
+  }
+
+  /** Count a connection whose peer was gone before it could be accepted. */
+  acceptAborted(): void {
+    this.#aborted++;
+  }
+
+  /** Count an accept that failed for another reason. */
+  acceptFailed(): void {
+    this.#acceptErrors++;
   }
 
   /**
@@ -99,6 +124,8 @@ export class StatsTally {
       openSessions: 0,
       queuedBytes: 0,
       sessionsOpened: this.#opened,
+      connectionsAborted: this.#aborted,
+      acceptErrors: this.#acceptErrors,
       ...this.#retired,
       closes: { ...this.#closes },
     };

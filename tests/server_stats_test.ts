@@ -45,6 +45,8 @@ describe("Server.stats", () => {
       openSessions: 0,
       queuedBytes: 0,
       sessionsOpened: 0,
+      connectionsAborted: 0,
+      acceptErrors: 0,
       framesIn: 0,
       framesOut: 0,
       bytesIn: 0,
@@ -140,7 +142,7 @@ describe(`serve --stats-interval on ${detectRuntime()}`, () => {
     cleanups.push(() => c.abort());
     await c.request(7, "abc");
     await c.close();
-    await until(() => /INFO +stats open=0 opened=1 queued=0 frames-in=1 frames-out=1 bytes-in=7 bytes-out=7 closes=peer-closed:1$/m.test(child.stderr), 10_000, `a stats line (stderr: ${child.stderr})`);
+    await until(() => /INFO +stats open=0 opened=1 queued=0 frames-in=1 frames-out=1 bytes-in=7 bytes-out=7 closes=peer-closed:1 aborted=0 accept-errors=0$/m.test(child.stderr), 10_000, `a stats line (stderr: ${child.stderr})`);
     child.kill("SIGTERM");
     const { code } = await within(child.exited, 10_000, "serve to exit");
     assert.equal(code, 0);

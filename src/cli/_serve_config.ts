@@ -204,7 +204,7 @@ export async function startServer(config: ServeConfig, logger: Logger, reusePort
 /**
  * One log line of counters, `key=value` pairs an operator can grep or feed to
  * a log shipper: `stats open=2 opened=5 queued=0 frames-in=40 frames-out=40
- * bytes-in=1200 bytes-out=1200 closes=peer-closed:3`.
+ * bytes-in=1200 bytes-out=1200 closes=peer-closed:3 aborted=0 accept-errors=0`.
  *
  * @param stats The server's counters.
  * @returns The line, without a newline.
@@ -213,5 +213,5 @@ export function formatStats(stats: ServerStats): string {
   const closes = Object.entries(stats.closes).filter(([, count]) => count > 0).map(([reason, count]) => `${reason}:${count}`);
   return `stats open=${stats.openSessions} opened=${stats.sessionsOpened} queued=${stats.queuedBytes} ` +
     `frames-in=${stats.framesIn} frames-out=${stats.framesOut} bytes-in=${stats.bytesIn} bytes-out=${stats.bytesOut} ` +
-    `closes=${closes.length > 0 ? closes.join(",") : "none"}`;
+    `closes=${closes.length > 0 ? closes.join(",") : "none"} aborted=${stats.connectionsAborted} accept-errors=${stats.acceptErrors}`;
 }

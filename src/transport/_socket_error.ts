@@ -15,6 +15,8 @@ const DESCRIPTIONS: Record<string, string> = {
   EPERM: "operation not permitted",
   ECONNREFUSED: "connection refused",
   ECONNRESET: "connection reset by peer",
+  ECONNABORTED: "connection aborted",
+  ENOTCONN: "the peer is no longer connected",
   ETIMEDOUT: "connection timed out",
   EHOSTUNREACH: "host unreachable",
   ENETUNREACH: "network unreachable",
@@ -22,6 +24,8 @@ const DESCRIPTIONS: Record<string, string> = {
   EAI_AGAIN: "host lookup failed",
   EMFILE: "too many open files",
   ENFILE: "too many open files in the system",
+  ENOBUFS: "no buffer space available",
+  ENOMEM: "out of memory",
   EPIPE: "broken pipe",
 };
 
@@ -66,6 +70,10 @@ export function errorCode(error: unknown): string | undefined {
       return "ECONNREFUSED";
     case "ConnectionReset":
       return "ECONNRESET";
+    case "ConnectionAborted":
+      return "ECONNABORTED";
+    case "NotConnected":
+      return "ENOTCONN";
     case "BrokenPipe":
       return "EPIPE";
     case "PermissionDenied":

@@ -77,14 +77,18 @@
  *   rejection; `exclusive` keeps `SO_REUSEPORT` off so a port in use is
  *   reported. `stop(false)` stops accepting and keeps open sockets. Bun gives
  *   JavaScript no accept failures: out of descriptors, pending connections
- *   stay queued and are accepted once descriptors are free, so
- *   `onAcceptError` is never called.
+ *   stay queued and are accepted once descriptors are free. A connection
+ *   reset before it was accepted is opened with no peer address: it is
+ *   closed and reported to `onAcceptError` as `ENOTCONN`, as Deno's
+ *   `accept()` reports the same case (`_accept_failure.ts`), and never
+ *   becomes a connection.
  *
  * @module
  */
 
 import process from "node:process";
 import type { BunApi, BunSocket, BunSocketHandler, BunTcpListener } from "./_bun_types.ts";
+import { peerGoneError } from "./_accept_failure.ts";
 import { runtimeGlobal } from "./_runtime_global.ts";
 import { socketAddress } from "./_socket_address.ts";
 import { errorCode, socketError, type SocketError } from "./_socket_error.ts";
@@ -587,6 +591,16 @@ export const bunTransport: Transport = {
     const { host, port } = options;
     let localHost = host;
     const handlers = BunConnection.handlers((socket) => {
+      if (!socket.remoteAddress) {
+        // Reset before it was opened (no peer address): what Deno's accept() rejects with ENOTCONN.
+        socket.close();
+        try {
+          options.onAcceptError?.(peerGoneError(host, port));
+        } catch (error) {
+          rethrow(error);
+        }
+        return;
+      }
       const connection = new BunConnection(socket, localHost);
       socket.data = connection;
       try {

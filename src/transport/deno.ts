@@ -55,7 +55,11 @@
  *   host:port (`socketError`).
  * - **Accepting ends with a rejection.** Closing a listener rejects the pending
  *   `accept()` with `BadResource`; that ends the accept loop quietly. Other
- *   accept failures go to `onAcceptError`, and accepting resumes after 50 ms.
+ *   accept failures go to `onAcceptError`. A peer that reset its connection
+ *   before the accept makes `accept()` reject with `NotConnected` (Deno reads
+ *   the peer's address while accepting): accepting goes on at once, as after
+ *   any failure `_accept_failure.ts` calls `peer-gone`; after any other
+ *   (out of descriptors, say) it resumes after 50 ms.
  *
  * Every loop catches its own errors: no promise rejection goes unhandled. An
  * exception thrown by a handler (`onData`, `onEnd`, `onDrain`) closes its
@@ -66,6 +70,7 @@
  */
 
 import type { DenoApi, DenoConn, DenoListener, DenoNetAddr } from "./_deno_types.ts";
+import { acceptFailureKind } from "./_accept_failure.ts";
 import { runtimeGlobal } from "./_runtime_global.ts";
 import { ReadRegions } from "./_read_regions.ts";
 import { formatHostPort, socketAddress } from "./_socket_address.ts";
@@ -552,12 +557,14 @@ class DenoListenerAdapter implements Listener {
       } catch (error) {
         if (this.#closed || isClosedError(error)) return;
         const { host, port } = this.address;
+        const failure = socketError("accept on", host, port, errorCode(error), error);
         try {
-          this.#onAcceptError?.(socketError("accept on", host, port, errorCode(error), error));
+          this.#onAcceptError?.(failure);
         } catch (thrown) {
           rethrowAsync(thrown);
         }
-        await this.#retryDelay();
+        // A peer that left before its accept costs one loop turn; only exhaustion waits.
+        if (acceptFailureKind(failure.code) !== "peer-gone") await this.#retryDelay();
         continue;
       }
       if (this.#closed) {

@@ -40,6 +40,13 @@
  * queued requests in order, and `end()` (the stream's shutdown) waits for
  * them. Elsewhere (Bun's and Deno's `node:net`) writes use `socket.write`.
  *
+ * **A connection reset before it was accepted** still reaches the connection
+ * listener (Linux keeps it in the accept queue), with no peer address: it is
+ * destroyed and reported to `onAcceptError` as `ENOTCONN`, as Deno reports
+ * the same case (`_accept_failure.ts`), and never becomes a connection. libuv
+ * retries `ECONNABORTED` itself; out of descriptors, it accepts and closes
+ * pending connections, and the failure arrives as the server's `error` event.
+ *
  * @module
  */
 
@@ -49,6 +56,7 @@ import process from "node:process";
 import { getSystemErrorName } from "node:util";
 import { ReadRegions } from "./_read_regions.ts";
 import { socketAddress } from "./_socket_address.ts";
+import { peerGoneError } from "./_accept_failure.ts";
 import { errorCode, socketError } from "./_socket_error.ts";
 import type {
   ConnectionHandlers,
@@ -406,6 +414,12 @@ export const nodeTransport: Transport = {
     return new Promise((resolve, reject) => {
       // Paused: nothing is read before the socket is rebuilt to read through onread.
       const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
+        if (accepted.remoteAddress === undefined) {
+          // Reset before we got to it (getpeername fails): what Deno's accept() rejects with ENOTCONN.
+          accepted.destroy();
+          options.onAcceptError?.(peerGoneError(host, port));
+          return;
+        }
         const reads = NodeConnection.reads();
         const socket = reads.onread === undefined ? accepted : withOnRead(accepted, server, reads.onread);
         if (socket === undefined) accepted.destroy();
