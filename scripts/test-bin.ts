@@ -5,7 +5,8 @@
  * `--version`, `--help`, a bad option (one line, exit 2), `serve --port 0`
  * and its `listening on` line, HELLO and echo frames from a raw TCP client,
  * `send` from the binary itself, a second server on the same port (one line,
- * exit 1), and SIGTERM with a session open (drained, exit 0).
+ * exit 1), SIGTERM with a session open (drained, exit 0), and a storm of
+ * connect-and-reset peers (ordinary clients served, then SIGTERM exits 0).
  *
  * Prints one line per check, one line for each binary skipped and why, then
  * `test-bin: N passed, N failed, N skipped`; exits 1 if any check failed.
@@ -30,7 +31,8 @@ import process from "node:process";
 import { encodeFrame, type Frame, HELLO_ID } from "../mod.ts";
 import { VERSION } from "../src/version.ts";
 import { until, within } from "../tests/_async.ts";
-import { type Child, runToEnd, start, type StartOptions, stopAll } from "../tests/_processes.ts";
+import { OrdinaryClients } from "../tests/_ordinary_clients.ts";
+import { type Child, runToEnd, runtimeCommand, start, type StartOptions, stopAll } from "../tests/_processes.ts";
 import { type RawPeer, rawPeer } from "../tests/_raw_peer.ts";
 import { type Binary, binaryEnv, chooseBinaries, ROOT } from "./_binaries.ts";
 import { buildBinary } from "./_build_binaries.ts";
@@ -163,6 +165,29 @@ async function testBinary(binary: Binary, how: StartOptions): Promise<void> {
     peer.conn.abort();
   }
 
+  await check(binary, "a connect-and-reset storm: ordinary clients served throughout, then SIGTERM exits 0 (twice)", async () => {
+    for (let round = 1; round <= 2; round++) {
+      const stormed = start([bin, "serve", "--port", "0", "--drain-timeout", "2"], how);
+      try {
+        const stormPort = Number((await stormed.waitFor(LISTENING, 20_000))[1]);
+        const ordinary = new OrdinaryClients({ port: stormPort, workers: 2, roundsPerConnection: 10, timeoutMs: 10_000 });
+        ordinary.start("storm");
+        // The hostile peers run on Node from the repository (see tests/hostile_peers_test.ts).
+        const peers = start([...runtimeCommand("node", "tests/fixtures/hostile_peers.ts"), "--port", String(stormPort), "--pattern", "reset", "--duration", "1500"]);
+        const { code: peersCode } = await within(peers.exited, 30_000, "the storm to end");
+        await ordinary.stop();
+        assert.equal(peersCode, 0, `hostile peers: ${peers.stderr.trim()}`);
+        assert.deepEqual(ordinary.failures, [], `round ${round}: every ordinary round trip answered`);
+        assert.ok(ordinary.counts().get("storm")!.roundTrips > 0, `round ${round}: ordinary round trips during the storm`);
+        stormed.kill("SIGTERM");
+        const { code } = await within(stormed.exited, 2000 + 5000, "exit after SIGTERM");
+        assert.equal(code, 0, `round ${round}: exit status (stderr: ${stormed.stderr.trim().split("\n").slice(-2).join(" / ")})`);
+        assert.doesNotMatch(stormed.stderr, / ERROR /, `round ${round}: nothing logged as an error`);
+      } finally {
+        stormed.kill("SIGKILL");
+      }
+    }
+  });
   await check(binary, "serve --workers 2: one listening line, replies, SIGTERM drains both workers and exits 0", async () => {
     const supervisor = start([bin, "serve", "--workers", "2", "--port", "0"], how);
     try {

@@ -8,6 +8,8 @@ import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
 import type { Connection } from "../src/transport/types.ts";
 import { sleep, until, within } from "./_async.ts";
 import { type RawPeer, rawPeer } from "./_raw_peer.ts";
+import type { HostilePattern } from "./_hostile_peers.ts";
+import { OrdinaryClients } from "./_ordinary_clients.ts";
 import { type Child, escapedErrors, ROOT, runToEnd, runtimeCommand, start, stopAll } from "./_processes.ts";
 
 const RUNTIME = detectRuntime();
@@ -29,6 +31,13 @@ async function startServe(...args: string[]): Promise<{ child: Child; port: numb
   const child = start([...CLI, "serve", "--port", "0", ...args]);
   const match = await child.waitFor(/^listening on 127\.0\.0\.1:(\d+)$/m, 20_000);
   return { child, port: Number(match[1]) };
+}
+
+/** Run hostile peers (on Node: see `hostile_peers_test.ts`) against `port` for `ms`; resolves when they are done. */
+async function hostilePeers(port: number, pattern: HostilePattern, ms: number): Promise<void> {
+  const peers = start([...runtimeCommand("node", "tests/fixtures/hostile_peers.ts"), "--port", String(port), "--pattern", pattern, "--duration", String(ms)]);
+  const { code } = await within(peers.exited, ms + 30_000, `hostile peers (${pattern}) to finish`);
+  assert.equal(code, 0, `hostile peers: ${peers.stderr}`);
 }
 
 function assertOneLineError(result: { code: number | null; stdout: string; stderr: string }, pattern: RegExp): void {
@@ -223,6 +232,30 @@ describe(`command line on ${BINARY ?? RUNTIME}`, () => {
     }
     child.kill("SIGTERM");
     assert.equal((await within(child.exited, 10_000, "exit")).code, 0);
+  });
+
+  it("exits 0 within the drain timeout on SIGTERM after a storm of connect-and-reset peers, every time", async () => {
+    // Three rounds: SIGTERM after a storm; after a storm with stalled peers still
+    // connected inside a header; and in the middle of a storm.
+    for (const round of ["after", "stalled", "during"] as const) {
+      const { child, port } = await startServe("--drain-timeout", "2", "--stats-interval", "3600");
+      const ordinary = new OrdinaryClients({ port, workers: 2, roundsPerConnection: 10, timeoutMs: 10_000 });
+      ordinary.start("storm");
+      const stalled = round === "stalled" ? hostilePeers(port, "stall-header", 4000) : undefined;
+      const storm = hostilePeers(port, "reset", 1500);
+      if (round === "during") await sleep(1000);
+      else await storm;
+      await ordinary.stop();
+      assert.deepEqual(ordinary.failures, [], `${round}: ordinary clients served during the storm`);
+      assert.ok(ordinary.counts().get("storm")!.roundTrips > 0, `${round}: ordinary clients made round trips`);
+      child.kill("SIGTERM");
+      // The drain timeout, and a margin for a loaded machine.
+      const { code } = await within(child.exited, 2000 + 5000, `${round}: serve to exit after SIGTERM`);
+      assert.equal(code, 0, `${round}: exit status (stderr: ${child.stderr.slice(-2000)})`);
+      assert.match(child.stderr, /stats open=\d+ .* accept-errors=0$/m, `${round}: a stats line with no accept error`);
+      assert.doesNotMatch(child.stderr, / ERROR /, `${round}: nothing logged as an error`);
+      await Promise.all([storm, stalled]);
+    }
   });
 
   it("closes connections past --max-connections at once and logs it", async () => {
