@@ -126,8 +126,11 @@ export interface ListenOptions {
   /** Port to bind; 0 picks a free one. */
   port: number;
   /**
-   * Called when accepting a connection fails (out of file descriptors, say).
-   * The listener keeps accepting.
+   * Called when accepting a connection fails. The listener keeps accepting:
+   * at once when the peer was gone before its accept (reported with `code`
+   * `ENOTCONN` by every adapter, or another code `_accept_failure.ts` calls
+   * `peer-gone`), after a short back-off otherwise (out of file descriptors,
+   * say).
    */
   onAcceptError?: (error: Error) => void;
   /**
