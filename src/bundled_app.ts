@@ -12,7 +12,6 @@ import { Router } from "./router.ts";
 import type { Request } from "./session.ts";
 import type { ErrorContext } from "./server.ts";
 import { encodeUtf8 } from "./_utf8.ts";
-import { answerPlainHello } from "./_plain_hello.ts";
 
 /** Message id of HELLO requests. */
 export const HELLO_ID = 1001;
@@ -20,8 +19,6 @@ export const HELLO_ID = 1001;
 export const ERROR_ID = 65535;
 /** Prefix the server puts before a HELLO's `data`. */
 export const HELLO_REPLY_PREFIX = "server has received msg, msg data is ";
-/** The prefix as the plain-greeting fast path writes it (ASCII). */
-const PREFIX_BYTES = new TextEncoder().encode(HELLO_REPLY_PREFIX);
 
 
 /** Raised inside the HELLO handler for a request that is not a valid HELLO. */
@@ -47,14 +44,6 @@ function replyError(request: Request, layout: FrameLayout, reason: string): void
   if (body.length > layout.maxBody) body = new Uint8Array(0);
   request.reply(body, errorId);
 }
-
-/**
- * Characters JSON.stringify escapes in a string (quote, backslash, controls)
- * or may (surrogates: lone ones are escaped); any of them, and the reply's data
- * goes through JSON.stringify.
- */
-// deno-lint-ignore no-control-regex -- control characters are exactly what needs escaping
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 function hello(request: Request, layout: FrameLayout): void {
   let text: string;
@@ -87,22 +76,12 @@ function hello(request: Request, layout: FrameLayout): void {
   // Same object, other fields kept in order, data replaced. An "error" field is
   // dropped: a HELLO reply never has one, so that replies on id 65535 stay
   // distinguishable from ERROR frames.
-  const keys = Object.keys(fields);
-  let replyText: string;
-  if (keys.length === 2 && keys[0] === "id" && keys[1] === "data") {
-    // The usual greeting: the same JSON.stringify would give, without building an object.
-    // Data that JSON.stringify would not escape is quoted as it is.
-    replyText = NEEDS_ESCAPE.test(data)
-      ? `{"id":${id},"data":${JSON.stringify(HELLO_REPLY_PREFIX + data)}}`
-      : `{"id":${id},"data":"${HELLO_REPLY_PREFIX}${data}"}`;
-  } else {
-    const reply: Record<string, unknown> = {};
-    for (const key of keys) {
-      if (key === "error") continue;
-      reply[key] = key === "data" ? HELLO_REPLY_PREFIX + data : fields[key];
-    }
-    replyText = JSON.stringify(reply);
+  const reply: Record<string, unknown> = {};
+  for (const key of Object.keys(fields)) {
+    if (key === "error") continue;
+    reply[key] = key === "data" ? HELLO_REPLY_PREFIX + data : fields[key];
   }
+  const replyText = JSON.stringify(reply);
   const body = encodeUtf8(replyText);
   if (body.length > layout.maxBody) {
     throw new BadHelloError(`HELLO reply would be ${body.length} bytes, over the limit of ${layout.maxBody}`);
@@ -127,8 +106,6 @@ function hello(request: Request, layout: FrameLayout): void {
 export function createBundledApp(layout: FrameLayout): BundledApp {
   const router = new Router()
     .handle(HELLO_ID, (request) => {
-      // The usual greeting, answered from its bytes; the same reply as below.
-      if (answerPlainHello(request, layout, PREFIX_BYTES)) return;
       try {
         hello(request, layout);
       } catch (error) {

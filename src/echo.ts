@@ -1,5 +1,5 @@
 /**
- * The built-in echo handler: a request's reply is its own frame.
+ * The echo handler: a request's reply is its own frame.
  *
  * @module
  */
@@ -9,16 +9,9 @@ import type { Handler, Request } from "./session.ts";
 /**
  * Replies to each request with its own body under its own id: an echo.
  *
- * Route ids to it (`router.handle(id, echo)`, `router.fallback(echo)`) rather
- * than to a handler of your own that does the same: a server answers a frame
- * routed to `echo` itself, without making a request object or calling a
- * handler, whenever no earlier reply is still pending on the session; and a
- * chunk read from the socket that holds nothing but whole such frames is
- * written back as it came, with no body views, dispatch or copy (on Bun not
- * even the copy into reused memory). The replies, their order and the
- * counters are the same either way; the server's CPU per echoed frame dropped
- * by 1–9 % in our benchmarks (README, Benchmarks). A client dispatches
- * replies, not requests, and does not use it.
+ * An ordinary handler, exported because most servers want one (the bundled
+ * server's fallback is `echo`, and a client's keep-alive pings need a server
+ * that echoes their id). The server treats it like any handler of your own.
  *
  * @param request The request to answer.
  * @example

@@ -5,13 +5,12 @@
  * @module
  */
 
-import { echo } from "./echo.ts";
 import type { Handler } from "./session.ts";
 
 /**
  * Ids below this are routed through an array indexed by id (at most 32 KiB of
- * it), higher ones through a map: a `Map` lookup per frame was 0.9 % of a
- * Node 64 B echo's server CPU (perf), most of it for ids that fall back.
+ * it), higher ones through a map: a lookup per frame on every session, so it
+ * is kept to an array read for the ids most protocols use.
  */
 const TABLE_IDS = 4096;
 
@@ -32,7 +31,6 @@ export class Router {
   /** Handlers of higher ids. */
   readonly #routes = new Map<number, Handler>();
   #fallback: Handler | undefined;
-  #routesEcho = false;
 
   /**
    * Route frames with message id `id` to `handler`.
@@ -56,7 +54,6 @@ export class Router {
     if ((id < TABLE_IDS ? this.#table[id] : this.#routes.get(id)) !== undefined) {
       throw new Error(`Cannot register handler: message id ${id} already has one`);
     }
-    if (handler === echo) this.#routesEcho = true;
     if (id < TABLE_IDS) {
       // Filled with undefined, not left with holes: lookups stay on the fast path.
       while (this.#table.length <= id) this.#table.push(undefined);
@@ -81,23 +78,7 @@ export class Router {
   fallback(handler: Handler): this {
     if (typeof handler !== "function") throw new TypeError("Cannot register fallback: not a function");
     this.#fallback = handler;
-    if (handler === echo) this.#routesEcho = true;
     return this;
-  }
-
-  /**
-   * Whether {@link echo} was ever given to this router, by `handle` or
-   * `fallback`. A server looks for frames it may echo itself only then, so a
-   * router without it pays nothing per frame for that.
-   *
-   * @example
-   * ```ts
-   * import { echo, Router } from "@tlvkit/tlvkit";
-   * new Router().fallback(echo).routesEcho; // true
-   * ```
-   */
-  get routesEcho(): boolean {
-    return this.#routesEcho;
   }
 
   /**

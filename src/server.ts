@@ -8,7 +8,6 @@
 import type { CloseReason } from "./close_reason.ts";
 import { FrameLayout, type FrameLayoutOptions } from "./frame_layout.ts";
 import { createLogger, type Logger, ThrottledLog } from "./logger.ts";
-import { echo } from "./echo.ts";
 import { Router } from "./router.ts";
 import {
   type Handler,
@@ -198,10 +197,6 @@ export class Server {
         const handler: Handler | undefined = this.router.route(request.id);
         if (handler === undefined) throw new NoHandlerError(request.id);
         return handler(request);
-      },
-      echoes: (id) => {
-        const router = this.router;
-        return router.routesEcho && router.route(id) === echo;
       },
       handlerError: (error, request) => {
         const err = toError(error);

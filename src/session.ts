@@ -8,7 +8,7 @@ import type { CloseReason } from "./close_reason.ts";
 import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import { FrameTooLargeError } from "./errors.ts";
 import { FrameDecoder } from "./frame_decoder.ts";
-import { readField, writeField } from "./_header_fields.ts";
+import { writeField } from "./_header_fields.ts";
 import { givePooled, takePooled } from "./_buffer_pool.ts";
 import { ByteSlab } from "./_byte_slab.ts";
 import { FrameEncoder } from "./frame_encoder.ts";
@@ -177,13 +177,6 @@ export type Handler = (request: Request) => void | Promise<void>;
 export interface SessionOwner {
   /** A frame arrived. Returning a promise keeps later replies waiting for it. */
   dispatch(request: Request): void | Promise<void>;
-  /**
-   * Whether frames with this id are routed to the built-in `echo` handler: the
-   * session may then queue the reply itself (the frame's own id and body)
-   * instead of calling `dispatch`, when no earlier reply is pending, and send
-   * back a received chunk of nothing but such whole frames as it is.
-   */
-  echoes?(id: number): boolean;
   /** A handler threw or rejected. Replies made here keep their place in order. */
   handlerError(error: unknown, request: Request): void;
   /** The session started closing (for logs). */
@@ -353,7 +346,6 @@ export class TransportSession implements Session {
   readonly #idBytes: number;
   readonly #lengthBytes: number;
   readonly #littleEndian: boolean;
-  readonly #maxBody: number;
 
   #state = OPEN;
   #reason: CloseReason | undefined;
@@ -408,11 +400,6 @@ export class TransportSession implements Session {
   #chunkInBacklog = false;
   /** A chunk nothing refers to but the transport's backlog: handed back once that is empty. */
   #heldChunk: Uint8Array | undefined;
-  /**
-   * `onFreshData` found the chunk it was offered not whole echoed frames: the
-   * `onData` call that follows with the same bytes need not look again.
-   */
-  #freshChunkScanned = false;
 
   /**
    * With `borrowBodies`, the frames that lay wholly in the received chunk, in
@@ -462,7 +449,6 @@ export class TransportSession implements Session {
     this.#idBytes = layout.idBytes;
     this.#lengthBytes = layout.lengthBytes;
     this.#littleEndian = layout.littleEndian;
-    this.#maxBody = layout.maxBody;
     this.#trackActivity = options.idleTimeout > 0;
   }
 
@@ -472,7 +458,6 @@ export class TransportSession implements Session {
     if (this.#options.idleTimeout > 0) this.#armIdleTimer(this.#options.idleTimeout);
     this.#connection.start({
       onData: (chunk) => this.#onData(chunk),
-      ...(this.#owner.echoes === undefined ? {} : { onFreshData: (chunk: Uint8Array) => this.#onFreshData(chunk) }),
       onEnd: () => this.#onEnd(),
       onDrain: () => this.#onDrain(),
       onClose: (error) => this.#onClose(error),
@@ -623,13 +608,6 @@ export class TransportSession implements Session {
     if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
     // Closing: read and discard until the peer closes (unless half-closed by a client).
     if (this.#state !== OPEN && !(this.#state === CLOSING && this.#keepReading)) return true;
-    if (this.#freshChunkScanned) {
-      // The same bytes were just offered fresh and are not whole echoed frames.
-      this.#freshChunkScanned = false;
-    } else if (this.#state === OPEN && this.#owner.echoes !== undefined) {
-      const frames = this.#wholeEchoFrames(chunk);
-      if (frames > 0) return this.#sendEchoChunk(chunk, frames);
-    }
     const framesBefore = this.counters.framesIn;
     const wasInFrame = this.#decoder.inFrame;
     const borrow = this.#options.borrowBodies;
@@ -665,86 +643,6 @@ export class TransportSession implements Session {
     // Replies sent from the chunk itself are still in the transport's
     // backlog: hand the chunk back once that is empty.
     this.#chunkInBacklog = false;
-    this.#heldChunk = chunk;
-    return false;
-  }
-
-  /**
-   * A chunk in memory the transport never reads into again, offered before
-   * it would be copied (see `ConnectionHandlers.onFreshData`): when it is
-   * whole echoed frames, sent back as it is, with no copy.
-   *
-   * @returns `true` when it was; else `onData` follows with the same bytes.
-   */
-  #onFreshData(chunk: Uint8Array): boolean {
-    const frames = this.#state === OPEN ? this.#wholeEchoFrames(chunk) : 0;
-    if (frames === 0) {
-      this.#freshChunkScanned = true;
-      return false;
-    }
-    this.counters.bytesIn += chunk.length;
-    if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
-    this.#sendEchoChunk(chunk, frames);
-    return true;
-  }
-
-  /**
-   * How many frames `chunk` holds when it is whole frames only, each routed to
-   * the built-in echo, with nothing of an earlier frame, request or reply
-   * pending: then its replies are the chunk itself, byte for byte, in order.
-   * Otherwise 0, and the chunk goes the general way (which also reports a
-   * frame over the body limit).
-   */
-  #wholeEchoFrames(chunk: Uint8Array): number {
-    if (
-      this.#queued !== 0 || this.#pipeline.length !== 0 || this.#waitingDrain || this.#connection.backlog !== 0 ||
-      this.#decoder.inFrame
-    ) return 0;
-    const owner = this.#owner;
-    const headerSize = this.#headerSize;
-    const idBytes = this.#idBytes;
-    const lengthBytes = this.#lengthBytes;
-    const little = this.#littleEndian;
-    const maxBody = this.#maxBody;
-    const end = chunk.length;
-    let pos = 0;
-    let frames = 0;
-    while (pos < end) {
-      if (end - pos < headerSize) return 0;
-      const length = readField(chunk, pos + idBytes, lengthBytes, little);
-      if (length > maxBody || end - pos - headerSize < length) return 0;
-      if (owner.echoes?.(readField(chunk, pos, idBytes, little)) !== true) return 0;
-      pos += headerSize + length;
-      frames++;
-    }
-    return frames;
-  }
-
-  /**
-   * Answer a chunk of `frames` echoed frames (see `#wholeEchoFrames`) by
-   * sending it as it is: what dispatching each frame to the echo and flushing
-   * their replies would write, without a view, a dispatch or a copy.
-   *
-   * @returns As `#onData`.
-   */
-  #sendEchoChunk(chunk: Uint8Array, frames: number): boolean {
-    const counters = this.counters;
-    counters.framesIn += frames;
-    counters.framesOut += frames;
-    counters.bytesOut += chunk.length;
-    // Every frame of the chunk is whole: none is being received.
-    if (this.#options.frameTimeout > 0) this.#frameStartedAt = undefined;
-    const connection = this.#connection;
-    this.#backlogEmpty();
-    this.#chunkInBacklog = false;
-    if (!connection.write(chunk)) this.#waitingDrain = true;
-    const sentAtOnce = connection.backlog === 0;
-    if (sentAtOnce) this.#backlogEmpty();
-    this.#updateReading();
-    this.#maybeFinishClosing();
-    if (!this.#options.borrowBodies) return false;
-    if (sentAtOnce) return true;
-    // Hand the chunk back once the transport has written it (see `#onData`).
     this.#heldChunk = chunk;
     return false;
   }
@@ -818,13 +716,6 @@ export class TransportSession implements Session {
   #dispatch(id: number, body: Uint8Array): void {
     if (this.#state !== OPEN && !(this.#state === CLOSING && this.#keepReading)) return;
     this.counters.framesIn++;
-    // A frame routed to the built-in echo while no earlier reply is pending:
-    // its reply is queued as the echo handler would queue it (at once, the
-    // request's own id and body), without a request object or a handler call.
-    if (this.#pipeline.length === 0 && this.#owner.echoes?.(id) === true) {
-      this.#enqueue(id, body);
-      return;
-    }
     const request = new SessionRequest(this, id, body);
     let result: void | Promise<void>;
     try {

@@ -1,14 +1,11 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { echo, encodeFrame, type Frame, FrameDecoder, type Handler, Router, serve, type Server } from "../mod.ts";
+import { echo, encodeFrame, type Frame, type Handler, Router, serve, type Server } from "../mod.ts";
 import type { Connection } from "../src/transport/types.ts";
 import { sleep, until, within } from "./_async.ts";
 import { concat } from "./_bytes.ts";
 import { type RawPeer, rawPeer } from "./_raw_peer.ts";
 import { runSeed, SeededRandom } from "./_seeded_random.ts";
-import { FakeConnection } from "./_fake_connection.ts";
-import { resolveSessionOptions, type SessionOwner, TransportSession } from "../src/session.ts";
-import { FrameLayout } from "../src/frame_layout.ts";
 
 const HOST = "127.0.0.1";
 const utf8 = new TextEncoder();
@@ -182,62 +179,5 @@ describe("echo called as a handler", () => {
     void echo(request as unknown as Parameters<Handler>[0]);
     assert.equal(replies.length, 1);
     assert.equal(replies[0]![0], body);
-  });
-});
-
-describe("a session's echo path (a fake connection)", () => {
-  function echoSession(echoes: (id: number) => boolean, borrowBodies: boolean) {
-    const connection = new FakeConnection();
-    connection.keepGiven = true;
-    const dispatched: number[] = [];
-    const owner: SessionOwner = {
-      dispatch: (request) => {
-        dispatched.push(request.id);
-        request.reply(utf8.encode("handled"));
-      },
-      echoes,
-      handlerError: () => {},
-      closed: () => {},
-    };
-    const options = { ...resolveSessionOptions({}), borrowBodies };
-    const session = new TransportSession(connection, FrameLayout.DEFAULT, options, owner);
-    session.start();
-    return { connection, session, dispatched };
-  }
-
-  for (const borrowBodies of [false, true]) {
-    it(`takes a fresh chunk of whole echoed frames as it is and sends it back, the same bytes (borrowBodies: ${borrowBodies})`, () => {
-      const { connection, session, dispatched } = echoSession(() => true, borrowBodies);
-      const chunk = concat([encodeFrame(1, utf8.encode("a")), encodeFrame(2, new Uint8Array(0))]);
-      assert.equal(connection.handlers!.onFreshData?.(chunk), true);
-      assert.equal(connection.given.length, 1);
-      assert.equal(connection.given[0], chunk, "the chunk itself, not a copy");
-      assert.deepEqual(dispatched, []);
-      assert.deepEqual({ ...session.counters }, { framesIn: 2, framesOut: 2, bytesIn: chunk.length, bytesOut: chunk.length });
-    });
-  }
-
-  it("declines a fresh chunk holding any other frame, and onData answers it the general way", () => {
-    const { connection, session, dispatched } = echoSession((id) => id !== 7, true);
-    const chunk = concat([encodeFrame(1, utf8.encode("a")), encodeFrame(7, utf8.encode("b"))]);
-    assert.equal(connection.handlers!.onFreshData?.(chunk), false);
-    assert.equal(connection.given.length, 0);
-    assert.equal(session.counters.bytesIn, 0, "nothing counted twice");
-    connection.receive(chunk.slice());
-    assert.deepEqual(dispatched, [7]);
-    const replies = new FrameDecoder().push(concat(connection.writes)).map((frame) => `${frame.id}:${new TextDecoder().decode(frame.body)}`);
-    assert.deepEqual(replies, ["1:a", "7:handled"]);
-    assert.deepEqual({ ...session.counters }, { framesIn: 2, framesOut: 2, bytesIn: chunk.length, bytesOut: chunk.length + 6 });
-  });
-
-  it("declines a fresh chunk while closing, and onData discards it", () => {
-    const { connection, session } = echoSession(() => true, true);
-    session.beginClose("server-shutdown", true);
-    const chunk = encodeFrame(1, utf8.encode("late"));
-    assert.equal(connection.handlers!.onFreshData?.(chunk), false);
-    connection.receive(chunk);
-    assert.equal(connection.given.length, 0);
-    assert.equal(session.counters.framesIn, 0);
-    assert.equal(session.counters.framesOut, 0);
   });
 });

@@ -1,20 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { echo, type Handler, Router } from "../mod.ts";
+import { type Handler, Router } from "../mod.ts";
 
 const named = (): Handler => () => {};
 
 describe("Router", () => {
-  it("tells whether echo was ever routed, by handle or by fallback", () => {
-    assert.equal(new Router().routesEcho, false);
-    assert.equal(new Router().handle(1, named()).fallback(named()).handle(5000, named()).routesEcho, false);
-    assert.equal(new Router().handle(3, echo).routesEcho, true);
-    assert.equal(new Router().handle(70_000, echo).routesEcho, true);
-    assert.equal(new Router().fallback(echo).routesEcho, true);
-    // A hint only: a later fallback does not take it back.
-    assert.equal(new Router().fallback(echo).fallback(named()).routesEcho, true);
-  });
-
   it("routes each id to its own handler, small and large ids alike, and the rest to the fallback", () => {
     const small = named();
     const zero = named();

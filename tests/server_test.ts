@@ -93,6 +93,19 @@ describe("serve with the bundled application", () => {
     }
   });
 
+  it("answers an indented HELLO as the original client writes it (jsoncpp toStyledString) like a compact one", async () => {
+    const server = await bundled();
+    const c = await client(server);
+    // jsoncpp's toStyledString: keys sorted, three-space indent, " : ", a final newline.
+    const styled = '{\n   "data" : "hello world",\n   "id" : 1001\n}\n';
+    const reply = await c.request(1001, styled);
+    assert.equal(reply.id, 1001);
+    assert.deepEqual(JSON.parse(text.decode(reply.body)), { data: "server has received msg, msg data is hello world", id: 1001 });
+    const tabbed = await c.request(1001, '\t{ "id"\t: 7 ,\r\n "data": "x" }  ');
+    assert.equal(tabbed.id, 7);
+    assert.equal(text.decode(tabbed.body), '{"id":7,"data":"server has received msg, msg data is x"}');
+  });
+
   it("answers a HELLO whose id is 65535 on frame 65535 without an error field", async () => {
     const server = await bundled();
     const c = await client(server);

@@ -45,11 +45,6 @@
  *   chunks are handed on as they came; a connection that closes holding it
  *   leaves it to that holder and the next chunk gets new shared memory.
  *   Larger chunks are always handed on as they came.
- * - **Offered before the copy.** A chunk that would be copied is first
- *   offered as it came (`onFreshData`): a session takes a chunk of nothing but
- *   whole echoed frames as it is and writes it back, and copying it would be
- *   waste (README: 4 KiB echo, a build that never copied medium chunks 0.964
- *   of one that did).
  * - **Half-close.** Sockets are created with `allowHalfOpen` (otherwise Bun
  *   closes both ways on the peer's FIN). `socket.end()` closes the whole socket
  *   (the close handler runs inside the call), so `end()` here uses
@@ -353,8 +348,6 @@ class BunConnection implements Connection {
     const handlers = this.#handlers;
     const size = bytes.length;
     if (handlers !== undefined && size <= SHARED_MAX) {
-      // Offered as it came first: a chunk the receiver can take as it is needs no copy.
-      if (handlers.onFreshData?.(bytes) === true) return;
       const memory = size <= COPY_MAX ? this.#ownMemory : sharedMemory;
       if (!memory.held) {
         // Copied into memory free again (see the module doc).

@@ -44,16 +44,6 @@ export interface ConnectionHandlers {
    * what it keeps), so the adapter may read into its memory again.
    */
   onData(chunk: Uint8Array): boolean | void;
-  /**
-   * Optional. An adapter that copies chunks it was given in fresh memory (which
-   * it never reads into again) into memory it reuses offers each such chunk
-   * here first, as it came. `true`: the receiver dealt with the whole chunk as
-   * it is (and may keep it), and `onData` is not called for it; `false`: the
-   * adapter goes on at once to `onData` with the same bytes, copied or not.
-   * (Bun's adapter; the session answers a chunk of echoed frames by sending it
-   * back, so copying it first would be waste.)
-   */
-  onFreshData?(chunk: Uint8Array): boolean;
   /** The peer half-closed its sending side (FIN). Writing is still possible. */
   onEnd(): void;
   /** Everything written so far has left the adapter's own backlog. */
