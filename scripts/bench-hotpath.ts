@@ -32,10 +32,8 @@
  * copied into its buffer (the read, which leaves it warm). The same loop
  * without the server is timed too and subtracted, so this figure is noisier
  * than the warm one (a difference of two timings; each the better of two
- * runs). 4 KiB echo, ns per frame, warm → `--evict 65536` → `--evict 262144`
- * on the machine of BENCHMARKS.md: Bun 113–141 → 221–293 → 380–450, Node
- * 116 → 134 → 174, Deno 87–97 → 84–95 → 70. JavaScriptCore's cost grows with
- * cold caches where V8's hardly does (README, What we learned measuring).
+ * runs). JavaScriptCore's cost grows with cold caches where V8's hardly does
+ * (figures: docs/performance.md#bun).
  *
  * @module
  */

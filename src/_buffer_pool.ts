@@ -3,9 +3,8 @@
  * to 64 KiB, for memory whose owner knows exactly when nothing refers to it
  * any more: a session's flush once the transport's backlog is back to 0, a
  * reassembled body once its handlers are done. A fresh off-heap `ArrayBuffer`
- * per such buffer costs far more than filling it (on Deno, reading into or
- * writing from fresh memory cost more than twice the CPU of a reused buffer
- * in a 4 KiB echo), and a bump slab cannot take back a region from the middle.
+ * per such buffer costs far more than filling it, and a bump slab cannot take
+ * back a region from the middle (docs/performance.md#buffers-and-memory).
  * Private to the decoder and the session.
  *
  * A buffer must be given back at most once, and only when nothing refers to
@@ -13,10 +12,10 @@
  * {@link POOL_BYTES_PER_SIZE} bytes of free buffers are kept per size (8 MiB
  * over the four sizes, and only after as many were out at once), so the pool
  * holds a bounded amount when traffic stops. The limit must cover the
- * buffers in flight together: with 16 connections each pipelining 64 KiB of
- * 4 KiB echo frames on Deno, a flush of ~32 KiB is in flight per connection,
- * and at 512 KiB per size (eight 64 KiB buffers) half of them were allocated
- * afresh each time; 2 MiB cut that server's CPU per frame by 30 % (README).
+ * buffers in flight together: on Deno a flush stays with the transport until
+ * its write is done, so deep pipelines on many connections have one out per
+ * connection at once, and a pool smaller than that allocates the rest afresh
+ * every time (docs/performance.md#buffers-and-memory).
  *
  * @module
  */

@@ -1,8 +1,8 @@
 /**
  * UTF-8 for frame bodies, both ways. `TextEncoder.encode` allocates a new
- * off-heap buffer per call, which on V8 (Node.js, Deno) costs about a
- * microsecond, more than encoding a short JSON reply; `encodeInto` a region of
- * a shared slab costs a tenth of that. Bodies made here are copied into the
+ * off-heap buffer per call, which on V8 (Node.js, Deno) costs more than
+ * encoding a short JSON reply; `encodeInto` a region of a shared slab does not
+ * (docs/performance.md#buffers-and-memory). Bodies made here are copied into the
  * outgoing buffer when flushed, and slab regions are never rewritten, so they
  * stay valid for as long as anything refers to them. Private to the library.
  *
@@ -34,9 +34,9 @@ export function encodeUtf8(text: string): Uint8Array {
 
 /**
  * `bytes` decoded as UTF-8, refusing malformed input like a `fatal` decoder.
- * Decoding leniently and looking for U+FFFD is much cheaper on Deno, whose
- * fatal decoder takes a slow path (256 ns against 123 for a 60-byte body);
- * only a text that holds U+FFFD, malformed or not, is decoded again strictly.
+ * Decoding leniently and looking for U+FFFD is cheaper on Deno, whose fatal
+ * decoder takes a slow path (docs/performance.md#deno); only a text that
+ * holds U+FFFD, malformed or not, is decoded again strictly.
  *
  * @param bytes UTF-8 bytes (a leading BOM is dropped, as `TextDecoder` does).
  * @returns The text.

@@ -48,7 +48,7 @@ export interface FrameDecoderOptions {
    * as the n-th frame of an earlier chunk in that memory (usually the
    * previous one), gets that frame's body object again, not a new view. Same
    * bytes, no allocation: a steady stream of equal frames then cuts no view
-   * at all (a Deno 64 B echo spent 5–7 % less server CPU per frame; README).
+   * at all (docs/performance.md#buffers-and-memory).
    * The views of the first 64 frames of a chunk are kept for that, and only
    * once two chunks in a row came in the same memory (which the caller keeps
    * anyway), so fresh chunks are never held on to.
@@ -374,8 +374,8 @@ export class FrameDecoder {
     const little = this.#littleEndian;
     const wire = this.#wireLayout;
     const end = chunk.length;
-    // Views are made with the constructor, not subarray: on JSC (Bun) subarray
-    // took ~5 % of a 4 KiB echo's server CPU.
+    // Views are made with the constructor, not subarray, which costs more on
+    // V8 and more still on JSC (docs/performance.md#bun).
     const buffer = chunk.buffer;
     const base = chunk.byteOffset;
     let pos = 0;

@@ -13,7 +13,7 @@
  * ```
  *
  * Two options for measuring what JavaScriptCore charges for what tlvkit does
- * (`scripts/bench-ab.ts`; README, "What we learned measuring"):
+ * (`scripts/bench-ab.ts`; docs/performance.md#bun):
  * `--binary-type arraybuffer` receives each chunk as an `ArrayBuffer` (as
  * tlvkit's Bun adapter asks) and echoes a `Uint8Array` of it; `--views` also
  * cuts one `Uint8Array` view per whole frame of tlvkit's default layout from

@@ -5,8 +5,9 @@
  * read are handed on as a view of it, and the unused tail of the region goes
  * back to the slab. A region is never read into twice, unless the receiver
  * handed its chunk back ({@link ReadRegions.release}): then the next read goes
- * into the same bytes, as a raw echo's one reused buffer does (reading into
- * fresh memory cost a 4 KiB echo on Deno nearly twice the CPU).
+ * into the same bytes, as a raw echo's one reused buffer does: reading into
+ * fresh memory costs the runtime an allocation and a collection per chunk
+ * (docs/performance.md#buffers-and-memory).
  *
  * The read size adapts between 4 KiB and 64 KiB (it doubles when a read fills
  * its region and halves when reads come back small), and a slab is sized from

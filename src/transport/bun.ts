@@ -23,24 +23,22 @@
  *   `ArrayBuffer` object until something asks for one; the copies below read
  *   the bytes and never ask. (With `"arraybuffer"`, the choice before chunks
  *   were copied, Bun builds that object for every chunk, and the copy needed a
- *   view of it too: 4 KiB echo, server CPU per frame, `uint8array` ÷
- *   `arraybuffer` 0.969, 64 B 0.896, 4 KiB with a window of 16 (larger,
- *   uncopied chunks, whose first view builds it) 0.979.)
+ *   view of it too; docs/performance.md#bun has the figures.)
  * - **Small chunks are copied into memory the connection reuses.** A chunk
  *   of up to 2 KiB (many small frames, typically) is copied into the
  *   connection's own buffer while that buffer is free (`onData` returned
  *   `true`, or `release` handed its last chunk back), so that the decoder
  *   can give frames at the same places the same body objects again instead
- *   of cutting a view per frame (`reuseViews`), as on Node and Deno. The
- *   64 B echo's figures are in the README (What we learned measuring).
+ *   of cutting a view per frame (`reuseViews`), as on Node and Deno
+ *   (docs/performance.md#bun).
  * - **Medium chunks are copied into memory all connections share.** A chunk
  *   of over 2 KiB and up to 128 KiB is copied into one buffer that every
  *   connection of the thread uses in turn, while no connection holds it (the
  *   last one copied there was handed back, as above), for the same reason.
  *   One buffer for all stays in the caches where one per connection did not:
  *   copying 16 KiB chunks into per-connection buffers cost a 4 KiB echo more
- *   than the four views each saved (1.048× the CPU per frame), and into the
- *   shared one it saves 3–6 % (README). While a connection holds it (an
+ *   than the four views each saved, and into the shared one it saves more
+ *   than it costs (docs/performance.md#bun). While a connection holds it (an
  *   async handler still has a body, or a reply waits in the backlog), other
  *   chunks are handed on as they came; a connection that closes holding it
  *   leaves it to that holder and the next chunk gets new shared memory.
@@ -122,10 +120,9 @@ const COPY_FIRST = 512;
  * Larger chunks, up to this size, are copied into the memory connections
  * share (see the module doc). It covers deep pipelines of 4 KiB frames: a
  * window of 8 or 16 arrives as one chunk of 32,800 or 65,600 bytes, just over
- * 32 or 64 KiB. Copied, their frames got reused body objects: server CPU per
- * frame 0.905 (window 8) and 0.923 (window 16) of handing them on as they
- * came. A window of 32 (131,200-byte chunks) stays over the limit: copying
- * those made no difference either way (README).
+ * 32 or 64 KiB. Copied, their frames get reused body objects, which saves
+ * more than the copy costs; a window of 32 (131,200-byte chunks) stays over
+ * the limit, where copying made no difference (docs/performance.md#bun).
  */
 const SHARED_MAX = 128 * 1024;
 

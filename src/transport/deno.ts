@@ -16,19 +16,18 @@
  * - **An accepted connection reads after it writes.** When `onData` returns
  *   with a write in progress (the replies to the chunk), the next read waits
  *   until that write is done, as a raw echo's read/write loop does: a read
- *   issued while a write is in flight cost ~2 % (4 KiB echo) to 6 % (64 B) of
- *   server CPU per frame, measured interleaved. A server whose write cannot
- *   finish (its peer reads nothing) thus stops reading at once rather than
- *   after a session's `highWaterMark` of further replies; a peer that reads
- *   its replies is never held up. Outgoing (client) connections go on reading
- *   while they write: a client that waited could deadlock with a server
- *   waiting for it. What an accepted connection's `onData` writes is sent by
- *   the read loop itself once `onData` returns (the writer loop below takes
- *   over only if more is queued by the time that write is done): one async
- *   function call and two promises fewer per chunk: 0.976, 0.993, 0.985 and
- *   0.999 of the CPU per 4 KiB frame in four interleaved runs, about 1 %
- *   (64 B 1.003). So an `abort()` in `onData` discards what `onData` wrote,
- *   as it does any backlog.
+ *   issued while a write is in flight costs more server CPU per frame
+ *   (docs/performance.md#deno). A server whose write cannot finish (its peer
+ *   reads nothing) thus stops reading at once rather than after a session's
+ *   `highWaterMark` of further replies; a peer that reads its replies is
+ *   never held up. Outgoing (client) connections go on reading while they
+ *   write: a client that waited could deadlock with a server waiting for it.
+ *   What an accepted connection's `onData` writes is sent by the read loop
+ *   itself once `onData` returns (the writer loop below takes over only if
+ *   more is queued by the time that write is done): one async function call
+ *   and two promises fewer per chunk (docs/performance.md#deno). So an
+ *   `abort()` in `onData` discards what `onData` wrote, as it does any
+ *   backlog.
  * - **There is no pause.** `pause()` stops issuing reads; a read already
  *   pending when it is called keeps its bytes (or the FIN) until `resume()`.
  * - **Closing rejects what is pending.** A read, write or `closeWrite` pending

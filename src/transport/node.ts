@@ -14,9 +14,9 @@
  * the caller supplies and calls back directly. The adapter supplies regions of
  * the connection's own read slabs (`_read_regions.ts`, as the Deno adapter
  * does): a chunk's region is read into again only once `onData` returned
- * `true`. Measured with a raw 4 KiB echo, interleaved: 5.7 µs of server CPU
- * per frame with `data` events, 3.4 with `onread` into a reused buffer (and a
- * copy per chunk). Outgoing connections pass `onread` to `net.connect`.
+ * `true`. That spares every chunk an allocation and the stream's machinery,
+ * which cost a raw echo more than the echo itself (docs/performance.md#node).
+ * Outgoing connections pass `onread` to `net.connect`.
  * `net.Server` has no such option, so an accepted socket (created paused with
  * `pauseOnConnect`, before anything is read) hands its handle to a new
  * `net.Socket` built with `onread`, as Node's own `onconnection` builds it,
@@ -32,8 +32,8 @@
  * a `WriteWrap` request from Node's `stream_wrap` binding (one kept for the
  * next write while libuv completes them at once)
  * (`process.binding`, deprecated but kept for such uses; not taken when
- * `--pending-deprecation` would warn about it). A 64 B echo went from 1.26 to
- * 1.15 µs of server CPU per frame (interleaved A/B, 4 rounds, medians; README). A
+ * `--pending-deprecation` would warn about it), which saves server CPU per
+ * frame, most on small frames (docs/performance.md#node). A
  * write libuv completes at once leaves nothing behind (`backlog` stays 0);
  * one it queues keeps its buffer in the backlog until libuv reports it done,
  * `write` returns `false` and `onDrain` follows, as on Deno. libuv writes the
@@ -270,7 +270,7 @@ class NodeConnection implements Connection {
     const binding = STREAM_WRAP!;
     // A write libuv completes at once (the usual case) leaves its request
     // untouched (Node's StreamBase::Write returns before binding it), so it is
-    // kept for the next: a new WriteWrap costs ~90 ns on Node 20.
+    // kept for the next rather than allocated anew (docs/performance.md#node).
     let request = this.#spareRequest;
     this.#spareRequest = undefined;
     if (request === undefined) {
