@@ -18,7 +18,7 @@
  * root, split on spaces (no shell), that prints `listening on HOST:PORT` on
  * standard output and stops on SIGTERM. Options: `--rounds 8`, `--size 64`,
  * `--connections 16`, `--window 16`, `--duration 2`, `--warmup 1` (seconds),
- * `--mode echo|hello`, `--expect raw|tlvkit` (what replies look like: the
+ * `--mode echo|hello|hello-styled|json` (see `LoadMode` in `bench.ts`), `--expect raw|tlvkit` (what replies look like: the
  * request bytes, or tlvkit's answers; an echo is both). Linux; without the
  * native generator (no C compiler) it says so and exits 1. Exits 1 too when
  * any reply failed verification.
@@ -28,11 +28,11 @@
 
 import process from "node:process";
 import { scriptArgs } from "./_script_args.ts";
-import { canPin, type LoadMode, type LoadOptions, type ReplyShape, ROOT, startServerCommand, stopAllServers } from "./bench.ts";
+import { canPin, LOAD_MODES, type LoadMode, type LoadOptions, type ReplyShape, ROOT, startServerCommand, stopAllServers } from "./bench.ts";
 import { nativeGenerator, runNativeLoad } from "./native-load.ts";
 
 const USAGE = "Usage: bench-ab.ts --server LABEL=COMMAND --server LABEL=COMMAND [...] [--rounds 8] [--size 64] " +
-  "[--connections 16] [--window 16] [--duration 2] [--warmup 1] [--mode echo|hello] [--expect raw|tlvkit]";
+  "[--connections 16] [--window 16] [--duration 2] [--warmup 1] [--mode echo|hello|hello-styled|json] [--expect raw|tlvkit]";
 
 interface Contender {
   label: string;
@@ -80,7 +80,7 @@ const values = scriptArgs("bench-ab", USAGE, {
   positive("window", v.window, 1, 1024);
   positive("duration", v.duration, 0.2, 600);
   positive("warmup", v.warmup, 0, 600);
-  if (v.mode !== "echo" && v.mode !== "hello") throw new Error(`--mode must be echo or hello, got "${v.mode}"`);
+  if (!LOAD_MODES.includes(v.mode as LoadMode)) throw new Error(`--mode must be one of ${LOAD_MODES.join(", ")}, got "${v.mode}"`);
   if (v.expect !== "raw" && v.expect !== "tlvkit") throw new Error(`--expect must be raw or tlvkit, got "${v.expect}"`);
 });
 

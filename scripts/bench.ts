@@ -112,8 +112,17 @@ export type ReplyShape = "tlvkit" | "raw";
 export function replyShape(kind: ServerKind): ReplyShape {
   return kind === "netty" ? "raw" : kind;
 }
-/** What is sent: echo frames of `size` bytes, or HELLO requests. */
-export type LoadMode = "echo" | "hello";
+/**
+ * What is sent: echo frames of `size` bytes; HELLO requests, compact
+ * (`hello`) or indented as the original client's jsoncpp writes them
+ * (`hello-styled`: keys sorted, `" : "`, newlines); or JSON objects for a
+ * request/response handler that answers each with `"ok": true` added
+ * (`json`: `scripts/handler-echo.ts --app json`).
+ */
+export type LoadMode = "echo" | "hello" | "hello-styled" | "json";
+
+/** Every load mode, for option checks. */
+export const LOAD_MODES: readonly LoadMode[] = ["echo", "hello", "hello-styled", "json"];
 
 const RUNTIMES: readonly RuntimeName[] = ["node", "deno", "bun"];
 const utf8 = new TextEncoder();
@@ -406,10 +415,24 @@ export function buildPlan(mode: LoadMode, size: number, expect: ReplyShape, wind
       const overhead = `{"id":${target},"data":""}`.length;
       let data = "";
       for (let j = 0; j < Math.max(1, size - overhead); j++) data += String.fromCharCode(97 + ((i + j) % 26));
-      id = HELLO_ID;
-      body = utf8.encode(JSON.stringify({ id: target, data }));
-      replyId = target;
-      replyBody = utf8.encode(JSON.stringify({ id: target, data: HELLO_REPLY_PREFIX + data }));
+      if (mode === "json") {
+        id = (i * 37 + 2) % 65536;
+        if (id === HELLO_ID) id = 65533;
+        body = utf8.encode(JSON.stringify({ id: target, data }));
+        replyId = id;
+        replyBody = utf8.encode(JSON.stringify({ id: target, data, ok: true }));
+      } else if (mode === "hello-styled") {
+        // jsoncpp's toStyledString: keys sorted, three-space indent; the reply keeps that order.
+        id = HELLO_ID;
+        body = utf8.encode(`{\n   "data" : ${JSON.stringify(data)},\n   "id" : ${target}\n}\n`);
+        replyId = target;
+        replyBody = utf8.encode(JSON.stringify({ data: HELLO_REPLY_PREFIX + data, id: target }));
+      } else {
+        id = HELLO_ID;
+        body = utf8.encode(JSON.stringify({ id: target, data }));
+        replyId = target;
+        replyBody = utf8.encode(JSON.stringify({ id: target, data: HELLO_REPLY_PREFIX + data }));
+      }
     }
     const frame = encoder.encode(id, body);
     if (frame.length * k * 2 > RING_LIMIT) {
@@ -1015,9 +1038,10 @@ async function main(): Promise<number> {
     if (serverKind === undefined && serverRuntime !== undefined) throw new UsageError("--runtime needs --server tlvkit|raw");
     if (serverKind === "netty" && serverRuntime !== undefined) throw new UsageError("--server netty runs on the JVM: leave out --runtime");
     if (serverKind !== undefined && values.pid !== undefined) throw new UsageError("--pid is for a server you attach to with --port");
-    const mode = choice("mode", values.mode, ["echo", "hello"] as const, "echo");
-    if (mode === "hello" && serverKind !== undefined && serverKind !== "tlvkit") throw new UsageError(`--mode hello needs --server tlvkit (a ${serverKind} echo does not answer HELLO)`);
-    const size = numberOption("size", values.size, 64, mode === "hello" ? 16 : 0, mode === "hello" ? 60_000 : 65_535, true);
+    const mode = choice("mode", values.mode, LOAD_MODES, "echo");
+    if (mode.startsWith("hello") && serverKind !== undefined && serverKind !== "tlvkit") throw new UsageError(`--mode ${mode} needs --server tlvkit (a ${serverKind} echo does not answer HELLO)`);
+    if (mode === "json" && serverKind !== undefined) throw new UsageError("--mode json needs a server that answers JSON (scripts/handler-echo.ts --app json): attach with --port");
+    const size = numberOption("size", values.size, 64, mode === "echo" ? 0 : 16, mode === "echo" ? 65_535 : 60_000, true);
     idle = values.idle === undefined ? undefined : numberOption("idle", values.idle, 1000, 1, 100_000, true);
     workers = numberOption("workers", values.workers, 1, 1, 256, true);
     if (workers > 1 && serverKind !== "tlvkit") throw new UsageError("--workers needs --server tlvkit");
