@@ -30,8 +30,8 @@ function helloRequest(body: Uint8Array): { request: Request; replies: Answer[] }
 }
 
 /**
- * PROTOCOL.md §3 for a greeting of exactly the fields id and data: the reply
- * the general handler gives (JSON.stringify of the object, data prefixed), or
+ * docs/protocol.md#hello for a greeting of exactly the fields id and data: the
+ * reply the general handler gives (JSON.stringify of the object, data prefixed), or
  * `undefined` when the body is no such greeting or the reply does not fit.
  */
 function specReply(body: Uint8Array, layout: FrameLayout): Answer | undefined {
@@ -66,7 +66,7 @@ function plainGreeting(random: SeededRandom): string {
 describe("the plain HELLO fast path", () => {
   const layout = FrameLayout.DEFAULT;
 
-  it("answers plain greetings itself, with the reply PROTOCOL.md gives", () => {
+  it("answers plain greetings itself, with the reply docs/protocol.md gives", () => {
     const seed = runSeed();
     const random = new SeededRandom(seed);
     for (let n = 0; n < 2000; n++) {
@@ -136,7 +136,7 @@ describe("the plain HELLO fast path", () => {
     assert.equal(answerPlainHello(helloRequest(utf8.encode(text)).request, over, PREFIX), false);
   });
 
-  it("never answers a mutated greeting differently from PROTOCOL.md", () => {
+  it("never answers a mutated greeting differently from docs/protocol.md", () => {
     const seed = runSeed();
     const random = new SeededRandom(seed);
     const special = [0x22, 0x5c, 0x7b, 0x7d, 0x2c, 0x3a, 0x20, 0x30, 0x31, 0x39, 0x2d, 0x2e, 0x65, 0x00, 0x0a, 0x7f, 0x80, 0xc3, 0xff];
