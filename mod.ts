@@ -2,7 +2,7 @@
  * tlvkit: TCP message framing, server and client for Node.js, Deno and Bun.
  *
  * Every message is a frame: a message id, a body length, and the body, in
- * network byte order by default (PROTOCOL.md §1):
+ * network byte order by default (docs/protocol.md#frame-layout):
  *
  * ```text
  *  +---------------+---------------+-------------------------+

@@ -5,6 +5,8 @@
  *
  * - run the README's "Your first server" snippet, extracted from README.md so
  *   the two never drift, with plain `node`, `deno run --allow-net` and `bun`;
+ * - check that it holds what a user needs (README, LICENSE, CHANGELOG,
+ *   docs/protocol.md, the JavaScript and `.d.ts` files) and no sources or tests;
  * - type-check a TypeScript consumer against the package's `.d.ts` files;
  * - run the `tlvkit` bin: `npx tlvkit --version`, and `serve` answering `send`
  *   and stopping on SIGTERM with status 0.
@@ -89,9 +91,19 @@ function checkContents(project: string): void {
   const pkg = join(project, "node_modules", "tlvkit");
   const files = spawnSync("find", [".", "-type", "f"], { cwd: pkg, encoding: "utf8" }).stdout.split("\n").filter(Boolean);
   const stray = files.filter((file) => /\.ts$/.test(file) && !/\.d\.ts$/.test(file) || /(^|\/)(tests|scripts|examples|node_modules)\//.test(file));
-  const needed = ["./package.json", "./README.md", "./LICENSE", "./CHANGELOG.md", "./dist/npm/mod.js", "./dist/npm/mod.d.ts", "./dist/npm/src/cli.js"];
+  // docs/protocol.md: the wire format and session rules that the code comments cite.
+  const needed = [
+    "./package.json",
+    "./README.md",
+    "./LICENSE",
+    "./CHANGELOG.md",
+    "./docs/protocol.md",
+    "./dist/npm/mod.js",
+    "./dist/npm/mod.d.ts",
+    "./dist/npm/src/cli.js",
+  ];
   const missing = needed.filter((file) => !files.includes(file));
-  report(missing.length === 0 && stray.length === 0, `package holds ${files.length} files: JavaScript, .d.ts, README, LICENSE, CHANGELOG`,
+  report(missing.length === 0 && stray.length === 0, `package holds ${files.length} files: JavaScript, .d.ts, README, LICENSE, CHANGELOG, docs/protocol.md`,
     missing.length > 0 ? `missing ${missing.join(", ")}` : stray.length > 0 ? `unexpected ${stray.slice(0, 5).join(", ")}` : undefined);
 }
 

@@ -1,7 +1,8 @@
 /**
- * The bundled application of `tlvkit serve` (PROTOCOL.md §3): HELLO (1001)
- * answers a JSON greeting, every other id is echoed, and anything wrong is
- * answered with an ERROR frame (65535) while the session stays open.
+ * The bundled application of `tlvkit serve`
+ * (docs/protocol.md#the-bundled-application): HELLO (1001) answers a JSON
+ * greeting, every other id is echoed, and anything wrong is answered with an
+ * ERROR frame (65535) while the session stays open.
  *
  * @module
  */

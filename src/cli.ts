@@ -1,5 +1,5 @@
 /**
- * The `tlvkit` command line (PROTOCOL.md §4). Runs unchanged as
+ * The `tlvkit` command line (docs/protocol.md#command-line). Runs unchanged as
  *
  * ```sh
  * node --import tsx src/cli.ts <command> [options]

@@ -1,6 +1,6 @@
 /**
  * Why a session closed: exactly one of these is reported, once, per session
- * (PROTOCOL.md §2).
+ * (docs/protocol.md#close-reasons).
  *
  * @module
  */
@@ -39,7 +39,7 @@ export type CloseReason =
   | "closed-by-app"
   | "error";
 
-/** Every close reason, in the order PROTOCOL.md lists them. */
+/** Every close reason, in the order docs/protocol.md#close-reasons lists them. */
 export const CLOSE_REASONS: readonly CloseReason[] = [
   "peer-closed",
   "reset",

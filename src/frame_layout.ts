@@ -14,7 +14,8 @@ export type ByteOrder = "big" | "little";
 
 /**
  * Options that choose a frame layout. Every field is optional; the defaults give
- * the tlvkit wire format of PROTOCOL.md §1 (u16 id, u16 length, big-endian).
+ * the tlvkit wire format of docs/protocol.md#frame-layout (u16 id, u16 length,
+ * big-endian).
  *
  * Default layout, id 1001 (`0x03e9`), body `"hi"`:
  *

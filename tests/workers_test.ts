@@ -18,7 +18,7 @@ import { type Child, runToEnd, runtimeCommand, start, stopAll } from "./_process
 import { type RawPeer, rawPeer } from "./_raw_peer.ts";
 
 const RUNTIME = detectRuntime();
-/** Under Deno, --allow-net only (PROTOCOL.md §4): the workers are threads. */
+/** Under Deno, --allow-net only (docs/protocol.md#command-line): the workers are threads. */
 const CLI = runtimeCommand(RUNTIME, "src/cli.ts");
 /** What the workers are here: `pids` (processes) or `threads` (Deno). */
 const KIND = RUNTIME === "deno" ? "threads" : "pids";

@@ -1,5 +1,6 @@
 /**
- * `tlvkit serve`: run the bundled application (PROTOCOL.md §3–4).
+ * `tlvkit serve`: run the bundled application
+ * (docs/protocol.md#the-bundled-application, docs/protocol.md#serve).
  *
  * @module
  */
