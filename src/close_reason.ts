@@ -11,7 +11,7 @@
  * | reason | meaning |
  * | --- | --- |
  * | `peer-closed` | the peer ended the connection (after every reply it was owed was sent) |
- * | `reset` | the connection was reset (ECONNRESET, EPIPE) |
+ * | `reset` | the connection was reset (ECONNRESET, ECONNABORTED, EPIPE) |
  * | `frame-too-large` | the peer announced a body over `maxBody` |
  * | `frame-timeout` | a started frame did not complete in time |
  * | `idle-timeout` | no byte moved either way for the idle timeout |
