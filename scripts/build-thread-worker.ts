@@ -1,7 +1,8 @@
 /**
  * Bundle `src/cli/_thread_worker.ts` (the program of a `serve --workers`
  * worker thread on Deno) and everything it imports into one ES module, stored
- * as a string in `src/cli/_thread_worker_source.ts`.
+ * as a string in `src/generated/thread_worker_source.ts` (generated code lives
+ * in `src/generated/`, apart from the hand-written source).
  *
  * Why a string: Deno needs `--allow-read` to load a Web Worker from a local
  * file (and every file it imports), even one of the program's own; a worker
@@ -12,7 +13,7 @@
  * worker imports until this script is run.
  *
  * ```sh
- * npm run build:worker            # rewrite src/cli/_thread_worker_source.ts
+ * npm run build:worker            # rewrite src/generated/thread_worker_source.ts
  * node --import tsx scripts/build-thread-worker.ts --check   # exit 1 when stale
  * ```
  *
@@ -27,7 +28,7 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const ENTRY = join(ROOT, "src", "cli", "_thread_worker.ts");
-const OUTPUT = join(ROOT, "src", "cli", "_thread_worker_source.ts");
+const OUTPUT = join(ROOT, "src", "generated", "thread_worker_source.ts");
 
 /** The module text for the bundle `code`. */
 function moduleText(code: string): string {

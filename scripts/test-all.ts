@@ -170,7 +170,7 @@ async function main(): Promise<void> {
 
   if (!parsed.values["no-check"]) {
     results.push(await step("tsc", tool("tsc"), ["--noEmit", "-p", "."]));
-    results.push(await step("deno check", tool("deno"), ["check", "mod.ts", "src/", "tests/", "scripts/", "examples/"]));
+    results.push(await step("deno check", tool("deno"), ["check", "mod.ts", "src/", "tests/", "scripts/", "bench/", "examples/"]));
     // The worker-thread bundle (serve --workers on Deno) matches the sources.
     results.push(await step("worker bundle", "node", ["--import", "tsx", "scripts/build-thread-worker.ts", "--check"]));
     // Deno's linter over everything (it found an unmarked control-character regex once).

@@ -1,6 +1,6 @@
 /**
  * Peers that misbehave the way a hostile network does, for storm tests and
- * `scripts/storm.ts`: each of `concurrency` loops opens one connection after
+ * `bench/storm.ts`: each of `concurrency` loops opens one connection after
  * another until the time is up, and treats it by `pattern`. On `node:net`;
  * run it on Node (the fixture `fixtures/hostile_peers.ts` runs it as a
  * process of its own): Bun's `resetAndDestroy()` sends FIN, not RST.

@@ -1,5 +1,5 @@
 /**
- * Ordinary clients for storm tests and `scripts/storm.ts`: each worker
+ * Ordinary clients for storm tests and `bench/storm.ts`: each worker
  * connects, makes a number of request round trips (echo of a body of its
  * own, checked byte for byte), closes, and connects again, until stopped.
  * Round trips are counted by phase (`mark("storm")`), so a caller can compare

@@ -1,7 +1,7 @@
 /**
  * The program each worker thread of `serve --workers` runs (on Deno). It is
  * not loaded from this file: `scripts/build-thread-worker.ts` bundles it into
- * `_thread_worker_source.ts`, which the supervisor starts from a `blob:` URL,
+ * `src/generated/thread_worker_source.ts`, which the supervisor starts from a `blob:` URL,
  * because Deno needs `--allow-read` to load a worker from a file and `serve`
  * must need `--allow-net` only.
  *

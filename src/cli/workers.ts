@@ -9,7 +9,7 @@
  *   thread inherits this process's permissions, so `--allow-net` is all it
  *   takes, where a worker process would need `--allow-run` and `--allow-env`
  *   too. It runs `_thread_worker.ts`, bundled into a string
- *   (`_thread_worker_source.ts`) and started from a `blob:` URL: Deno needs
+ *   (`src/generated/thread_worker_source.ts`) and started from a `blob:` URL: Deno needs
  *   `--allow-read` to start a worker from a file. The supervisor and its
  *   threads talk through messages (`_thread_messages.ts`).
  * - **Processes on Bun and Node.** Each worker is this same program (same
@@ -336,7 +336,7 @@ export async function superviseWorkers(plan: WorkersPlan): Promise<number> {
   const probe = await transport.listen({ host: plan.host, port: plan.port }, (connection) => connection.abort());
   await probe.close();
   const launcher = support.threads === true
-    ? threadLauncher(plan.args, (await import("./_thread_worker_source.ts")).THREAD_WORKER_SOURCE)
+    ? threadLauncher(plan.args, (await import("../generated/thread_worker_source.ts")).THREAD_WORKER_SOURCE)
     : processLauncher(support.mode, plan.args);
   return await supervise(plan, launcher, {
     print: (line) => process.stdout.write(`${line}\n`),

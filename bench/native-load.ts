@@ -1,10 +1,10 @@
 /**
- * The native echo load generator (`scripts/native-load/loadgen.c`), compiled
+ * The native echo load generator (`bench/native-load/loadgen.c`), compiled
  * on first use with the machine's C compiler into `.tlvkit-tmp/`, and run as a
  * child process pinned to CPU 0. A JavaScript generator saturates its own core
  * before a fast server does; this one loads the server the way an independent
  * native client would. The frames it sends and the replies it expects are
- * the plan of `scripts/bench.ts` (echo or HELLO), written to two files.
+ * the plan of `bench/bench.ts` (echo or HELLO), written to two files.
  *
  * @module
  */
@@ -16,7 +16,7 @@ import process from "node:process";
 import { FrameEncoder } from "../mod.ts";
 import { buildPlan, type LoadOptions, type LoadResult } from "./bench.ts";
 
-const SOURCE = "scripts/native-load/loadgen.c";
+const SOURCE = "bench/native-load/loadgen.c";
 
 let built: { path?: string; reason?: string } | undefined;
 

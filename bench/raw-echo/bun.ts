@@ -3,17 +3,17 @@
  * straight on `Bun.listen`. Each chunk is written back in the `data` handler;
  * whatever the kernel does not take at once is kept, in order, and written
  * from the `drain` handler (reading pauses while more than 64 KiB waits), with
- * `TCP_NODELAY` as tlvkit's adapter sets. `scripts/bench.ts --server raw
+ * `TCP_NODELAY` as tlvkit's adapter sets. `bench/bench.ts --server raw
  * --runtime bun` starts it to compare tlvkit's per-frame cost with what the
  * runtime's socket API costs on its own.
  *
  * ```sh
- * ./node_modules/.bin/bun scripts/raw-echo/bun.ts --port 0
+ * ./node_modules/.bin/bun bench/raw-echo/bun.ts --port 0
  * # listening on 127.0.0.1:PORT      (SIGTERM or SIGINT exits 0)
  * ```
  *
  * Two options for measuring what JavaScriptCore charges for what tlvkit does
- * (`scripts/bench-ab.ts`; docs/performance.md#bun):
+ * (`bench/bench-ab.ts`; docs/performance.md#bun):
  * `--binary-type arraybuffer` receives each chunk as an `ArrayBuffer` (as
  * tlvkit's Bun adapter asks) and echoes a `Uint8Array` of it; `--views` also
  * cuts one `Uint8Array` view per whole frame of tlvkit's default layout from
@@ -60,7 +60,7 @@ interface RawBunApi {
 }
 
 const Bun = (globalThis as unknown as { Bun?: RawBunApi }).Bun;
-if (Bun === undefined) throw new Error("scripts/raw-echo/bun.ts runs on Bun only");
+if (Bun === undefined) throw new Error("bench/raw-echo/bun.ts runs on Bun only");
 
 const { values } = parseArgs({
   args: process.argv.slice(2),

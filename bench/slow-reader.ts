@@ -16,7 +16,7 @@
  * PASS or FAIL against 150 MiB. Linux only.
  *
  * ```sh
- * node --import tsx scripts/slow-reader.ts [--runtime node|deno|bun] [--seconds 12]
+ * node --import tsx bench/slow-reader.ts [--runtime node|deno|bun] [--seconds 12]
  * ```
  *
  * Exits 1 if any runtime fails, 0 otherwise (and on systems other than Linux).
@@ -70,7 +70,7 @@ interface Latency {
 
 function usage(message: string): never {
   console.error(`slow-reader: ${message}`);
-  console.error("Usage: node --import tsx scripts/slow-reader.ts [--runtime node|deno|bun] [--seconds N]");
+  console.error("Usage: node --import tsx bench/slow-reader.ts [--runtime node|deno|bun] [--seconds N]");
   process.exit(2);
 }
 
@@ -284,7 +284,7 @@ async function main(): Promise<number> {
     usage(error instanceof Error ? error.message : String(error));
   }
   if (values.help) {
-    console.log("Usage: node --import tsx scripts/slow-reader.ts [--runtime node|deno|bun] [--seconds N]");
+    console.log("Usage: node --import tsx bench/slow-reader.ts [--runtime node|deno|bun] [--seconds N]");
     return 0;
   }
   if (process.platform !== "linux") {

@@ -1,9 +1,9 @@
 /**
- * The Netty baseline of the benchmarks: `scripts/netty-echo/TlvEcho.java`, a
+ * The Netty baseline of the benchmarks: `bench/netty-echo/TlvEcho.java`, a
  * Netty 4.1 TLV echo server (`LengthFieldBasedFrameDecoder`, one event loop),
  * which issue 5 compares tlvkit with. It is compiled on first use with the
  * machine's JDK against Netty's jars into `.tlvkit-tmp/netty-echo/`, and run
- * by `scripts/bench.ts --server netty` and `scripts/bench-matrix.ts --netty`.
+ * by `bench/bench.ts --server netty` and `bench/bench-matrix.ts --netty`.
  *
  * Netty is not an npm package: on Debian `apt-get install libnetty-java
  * default-jdk-headless` puts its jars in `/usr/share/java`; elsewhere set
@@ -20,7 +20,7 @@ import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 
-const SOURCE = "scripts/netty-echo/TlvEcho.java";
+const SOURCE = "bench/netty-echo/TlvEcho.java";
 /** Debian's libnetty-java layout; `jctools-core` is a dependency of its netty-common. */
 const DEBIAN_JARS = ["netty-common", "netty-buffer", "netty-transport", "netty-codec", "netty-resolver", "jctools-core"]
   .map((name) => `/usr/share/java/${name}.jar`);

@@ -5,9 +5,9 @@
  * 256 B, 4 KiB and 64 KiB. Prints MB/s of wire bytes and frames/s.
  *
  * ```sh
- * node --import tsx scripts/bench-codec.ts [--seconds 0.5]
- * deno run --allow-read --allow-env scripts/bench-codec.ts
- * bun scripts/bench-codec.ts
+ * node --import tsx bench/bench-codec.ts [--seconds 0.5]
+ * deno run --allow-read --allow-env bench/bench-codec.ts
+ * bun bench/bench-codec.ts
  * ```
  *
  * @module

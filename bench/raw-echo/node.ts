@@ -2,11 +2,11 @@
  * The ceiling for tlvkit on Node.js: a raw, unframed TCP echo server written
  * straight on `node:net` (every chunk read is written back as it is, with
  * `pause`/`drain` backpressure and `TCP_NODELAY`, as tlvkit's adapter sets).
- * `scripts/bench.ts --server raw --runtime node` starts it to compare tlvkit's
+ * `bench/bench.ts --server raw --runtime node` starts it to compare tlvkit's
  * per-frame cost with what the runtime's socket API costs on its own.
  *
  * ```sh
- * node --import tsx scripts/raw-echo/node.ts --port 0
+ * node --import tsx bench/raw-echo/node.ts --port 0
  * # listening on 127.0.0.1:PORT      (SIGTERM or SIGINT exits 0)
  * ```
  *

@@ -14,7 +14,7 @@
  * `stats` line, and SIGTERM's exit status and time.
  *
  * ```sh
- * node --import tsx scripts/storm.ts [--runtimes node,deno,bun] [--binary FILE]
+ * node --import tsx bench/storm.ts [--runtimes node,deno,bun] [--binary FILE]
  *   [--pattern reset|close|half-close|stall-header] [--storms 2] [--seconds 4]
  *   [--workers 4] [--rounds 20] [--concurrency 8]
  * ```
@@ -30,7 +30,7 @@ import type { RuntimeName } from "../src/transport/types.ts";
 import { HOSTILE_PATTERNS, type HostilePattern, type HostileReport } from "../tests/_hostile_peers.ts";
 import { OrdinaryClients } from "../tests/_ordinary_clients.ts";
 import { type Child, runtimeCommand, start, stopAll } from "../tests/_processes.ts";
-import { scriptArgs } from "./_script_args.ts";
+import { scriptArgs } from "../scripts/_script_args.ts";
 
 const USAGE = "Usage: storm.ts [--runtimes node,deno,bun] [--binary FILE] [--pattern reset|close|half-close|stall-header] " +
   "[--storms 2] [--seconds 4] [--workers 4] [--rounds 20] [--concurrency 8]";

@@ -3,12 +3,12 @@
  * straight on `Deno.listen`: one read/write loop per connection (read into a
  * 32 KiB buffer of the connection's own — the size Deno's standard library
  * copies with — write all of it back, read again),
- * with `TCP_NODELAY` as tlvkit's adapter sets. `scripts/bench.ts --server raw
+ * with `TCP_NODELAY` as tlvkit's adapter sets. `bench/bench.ts --server raw
  * --runtime deno` starts it to compare tlvkit's per-frame cost with what the
  * runtime's socket API costs on its own.
  *
  * ```sh
- * ./node_modules/.bin/deno run --allow-net scripts/raw-echo/deno.ts --port 0
+ * ./node_modules/.bin/deno run --allow-net bench/raw-echo/deno.ts --port 0
  * # listening on 127.0.0.1:PORT      (SIGTERM or SIGINT exits 0)
  * ```
  *
@@ -41,7 +41,7 @@ interface RawDenoApi {
 }
 
 const Deno = (globalThis as unknown as { Deno?: RawDenoApi }).Deno;
-if (Deno === undefined) throw new Error("scripts/raw-echo/deno.ts runs on Deno only");
+if (Deno === undefined) throw new Error("bench/raw-echo/deno.ts runs on Deno only");
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -9,9 +9,9 @@
  * medians of whole runs are not).
  *
  * ```sh
- * node --import tsx scripts/bench-ab.ts --rounds 8 --size 4096 --window 4 \
- *   --server "raw=./node_modules/.bin/bun scripts/raw-echo/bun.ts --port 0 --binary-type arraybuffer" \
- *   --server "views=./node_modules/.bin/bun scripts/raw-echo/bun.ts --port 0 --binary-type arraybuffer --views"
+ * node --import tsx bench/bench-ab.ts --rounds 8 --size 4096 --window 4 \
+ *   --server "raw=./node_modules/.bin/bun bench/raw-echo/bun.ts --port 0 --binary-type arraybuffer" \
+ *   --server "views=./node_modules/.bin/bun bench/raw-echo/bun.ts --port 0 --binary-type arraybuffer --views"
  * ```
  *
  * `--server LABEL=COMMAND` (two or more): a command run from the repository
@@ -27,7 +27,7 @@
  */
 
 import process from "node:process";
-import { scriptArgs } from "./_script_args.ts";
+import { scriptArgs } from "../scripts/_script_args.ts";
 import { canPin, LOAD_MODES, type LoadMode, type LoadOptions, type ReplyShape, ROOT, startServerCommand, stopAllServers } from "./bench.ts";
 import { nativeGenerator, runNativeLoad } from "./native-load.ts";
 

@@ -8,21 +8,21 @@
  * measured window.
  *
  * What it sends and expects comes from two files of frames written by
- * scripts/native-load.ts (default layout: u16 id, u16 length, big-endian):
+ * bench/native-load.ts (default layout: u16 id, u16 length, big-endian):
  * --requests holds K request frames, --replies the K replies they must get,
  * in the same order (for an echo both hold the same bytes). Each connection
  * cycles through them from its own starting frame and checks every received
  * byte against the reply stream, so any difference, reordering or loss is an
  * error.
  *
- *   cc -O2 -o loadgen scripts/native-load/loadgen.c
+ *   cc -O2 -o loadgen bench/native-load/loadgen.c
  *   ./loadgen --port 10086 --requests req.bin --replies rep.bin --connections 16 \
  *             --window 16 --duration 5 --warmup 1 --pid 1234 --cpu 0
  *
  * Prints one JSON line on stdout: frames, bytes per direction, seconds,
  * errors, latency p50/p99 (µs), its own CPU seconds, and — with --pid — the
  * server's CPU µs per frame and peak RSS (KiB). Exit status 1 on any error.
- * scripts/bench.ts compiles and runs it (`--generator native`).
+ * bench/bench.ts compiles and runs it (`--generator native`).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>

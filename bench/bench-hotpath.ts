@@ -8,9 +8,9 @@
  * JavaScript. Runs on Node.js, Deno and Bun.
  *
  * ```sh
- * node --import tsx scripts/bench-hotpath.ts
- * ./node_modules/.bin/deno run -A scripts/bench-hotpath.ts
- * ./node_modules/.bin/bun scripts/bench-hotpath.ts
+ * node --import tsx bench/bench-hotpath.ts
+ * ./node_modules/.bin/deno run -A bench/bench-hotpath.ts
+ * ./node_modules/.bin/bun bench/bench-hotpath.ts
  * ```
  *
  * Options: `--seconds 2` per case, `--only TEXT` (cases whose label holds it). Chunks hold 18 frames of 64 B or HELLO (a
@@ -39,7 +39,7 @@
  */
 
 import process from "node:process";
-import { scriptArgs } from "./_script_args.ts";
+import { scriptArgs } from "../scripts/_script_args.ts";
 import {
   type Connection,
   type ConnectionHandlers,

@@ -1,6 +1,6 @@
 /**
  * Load generator for tlvkit servers (and for the raw echo servers of
- * `scripts/raw-echo/`, the ceiling tlvkit is compared with). Runs unchanged on
+ * `bench/raw-echo/`, the ceiling tlvkit is compared with). Runs unchanged on
  * Node.js, Deno and Bun: it drives connections through tlvkit's own socket
  * adapter (`loadTransport()`) and codec (`FrameEncoder`/`FrameDecoder`), keeps
  * `--window` frames in flight on each of `--connections` connections, checks
@@ -10,28 +10,28 @@
  *
  * ```sh
  * # start a server (pinned to CPU 1; the generator pins itself to CPU 0) and load it
- * node --import tsx scripts/bench.ts --server tlvkit --runtime deno --size 64
- * node --import tsx scripts/bench.ts --server raw --runtime bun --size 4096 --window 4
- * node --import tsx scripts/bench.ts --server netty --size 64
- * node --import tsx scripts/bench.ts --server tlvkit --runtime node --mode hello --json
- * node --import tsx scripts/bench.ts --server tlvkit --runtime node --idle 1000
+ * node --import tsx bench/bench.ts --server tlvkit --runtime deno --size 64
+ * node --import tsx bench/bench.ts --server raw --runtime bun --size 4096 --window 4
+ * node --import tsx bench/bench.ts --server netty --size 64
+ * node --import tsx bench/bench.ts --server tlvkit --runtime node --mode hello --json
+ * node --import tsx bench/bench.ts --server tlvkit --runtime node --idle 1000
  * # attach to a running server (add --pid PID for its CPU and RSS)
- * node --import tsx scripts/bench.ts --port 10086 --duration 10
+ * node --import tsx bench/bench.ts --port 10086 --duration 10
  * # the generator itself on Deno or Bun
- * ./node_modules/.bin/deno run -A scripts/bench.ts --server tlvkit --runtime deno
- * ./node_modules/.bin/bun scripts/bench.ts --server tlvkit --runtime bun
+ * ./node_modules/.bin/deno run -A bench/bench.ts --server tlvkit --runtime deno
+ * ./node_modules/.bin/bun bench/bench.ts --server tlvkit --runtime bun
  * ```
  *
  * Options: `--host H` `--port P` (attach), or `--server tlvkit|raw` with
  * `--runtime node|deno|bun`, or `--server netty` (start it; Netty runs on the
- * JVM and needs a JDK and Netty's jars, see `scripts/netty-echo.ts`); `--connections 16`, `--window 16`
+ * JVM and needs a JDK and Netty's jars, see `bench/netty-echo.ts`); `--connections 16`, `--window 16`
  * (frames in flight per connection), `--size 64` (body bytes; for `hello` the
  * request body's approximate size), `--duration 5` and `--warmup 1` (seconds),
  * `--mode echo|hello`, `--idle N` (open N idle sessions and report the server's
  * RSS before and after instead of loading it), `--expect tlvkit|raw` (what
  * replies look like when attaching; a raw echo returns every byte verbatim),
  * `--pid PID` (the attached server's process, for CPU and RSS), `--generator
- * native|js` (the native C generator of `scripts/native-load/`, compiled on
+ * native|js` (the native C generator of `bench/native-load/`, compiled on
  * first use, is the default on Linux when a C compiler is there; `js` runs the
  * generator in this process, on whichever runtime runs it), `--workers N`
  * (start `serve --workers N`; nothing is pinned then, and the server's CPU and
@@ -69,7 +69,7 @@
  * Elsewhere nothing is pinned and the figures are noisier.
  *
  * The module also exports its parts (`startServer`, `runLoad`, `runIdle`, ...)
- * for `scripts/bench-matrix.ts`.
+ * for `bench/bench-matrix.ts`.
  *
  * @module
  */
@@ -101,7 +101,7 @@ export { ROOT, runtimeCommand };
 
 /**
  * Which server a run talks to: tlvkit's `serve`, the raw echo of
- * `scripts/raw-echo/`, or the Netty TLV echo of `scripts/netty-echo/` (on the
+ * `bench/raw-echo/`, or the Netty TLV echo of `bench/netty-echo/` (on the
  * JVM, whatever the runtime).
  */
 export type ServerKind = "tlvkit" | "raw" | "netty";
@@ -117,7 +117,7 @@ export function replyShape(kind: ServerKind): ReplyShape {
  * (`hello`) or indented as the original client's jsoncpp writes them
  * (`hello-styled`: keys sorted, `" : "`, newlines); or JSON objects for a
  * request/response handler that answers each with `"ok": true` added
- * (`json`: `scripts/handler-echo.ts --app json`).
+ * (`json`: `bench/handler-echo.ts --app json`).
  */
 export type LoadMode = "echo" | "hello" | "hello-styled" | "json";
 
@@ -274,8 +274,8 @@ export function killAllServersNow(): void {
 /**
  * Start a server as a child process and wait for its `listening on` line.
  *
- * @param kind `tlvkit` (`src/cli.ts serve`), `raw` (`scripts/raw-echo/RUNTIME.ts`) or
- *   `netty` (`scripts/netty-echo/`, built on first use; see `netty-echo.ts`).
+ * @param kind `tlvkit` (`src/cli.ts serve`), `raw` (`bench/raw-echo/RUNTIME.ts`) or
+ *   `netty` (`bench/netty-echo/`, built on first use; see `netty-echo.ts`).
  * @param runtime The runtime to run it on (not used for `netty`).
  * @param cpu Pin it to this CPU with `taskset -c` (ignored when pinning is impossible).
  * @param workers For `tlvkit`: `serve --workers N` (N processes sharing the port).
@@ -289,7 +289,7 @@ export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: 
   if (kind === "tlvkit") {
     args = [...runtimeCommand(runtime, "src/cli.ts", denoPermissions), "serve", "--port", "0", "--drain-timeout", "1", "--workers", String(workers)];
   } else if (kind === "raw") {
-    args = [...runtimeCommand(runtime, `scripts/raw-echo/${runtime}.ts`), "--port", "0"];
+    args = [...runtimeCommand(runtime, `bench/raw-echo/${runtime}.ts`), "--port", "0"];
   } else {
     const netty = nettyEcho(ROOT);
     if (netty.command === undefined) throw new Error(`no Netty echo: ${netty.reason}`);
@@ -1040,7 +1040,7 @@ async function main(): Promise<number> {
     if (serverKind !== undefined && values.pid !== undefined) throw new UsageError("--pid is for a server you attach to with --port");
     const mode = choice("mode", values.mode, LOAD_MODES, "echo");
     if (mode.startsWith("hello") && serverKind !== undefined && serverKind !== "tlvkit") throw new UsageError(`--mode ${mode} needs --server tlvkit (a ${serverKind} echo does not answer HELLO)`);
-    if (mode === "json" && serverKind !== undefined) throw new UsageError("--mode json needs a server that answers JSON (scripts/handler-echo.ts --app json): attach with --port");
+    if (mode === "json" && serverKind !== undefined) throw new UsageError("--mode json needs a server that answers JSON (bench/handler-echo.ts --app json): attach with --port");
     const size = numberOption("size", values.size, 64, mode === "echo" ? 0 : 16, mode === "echo" ? 65_535 : 60_000, true);
     idle = values.idle === undefined ? undefined : numberOption("idle", values.idle, 1000, 1, 100_000, true);
     workers = numberOption("workers", values.workers, 1, 1, 256, true);

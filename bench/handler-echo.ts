@@ -2,7 +2,7 @@
  * The workload real applications run: a tlvkit server whose replies come from
  * an ordinary handler of the application's own, not from the bundled app.
  * Runs unchanged on Node.js, Deno and Bun, for `bench-ab.ts` to load beside a
- * raw echo of `scripts/raw-echo/` (an echo's replies are the request bytes, so
+ * raw echo of `bench/raw-echo/` (an echo's replies are the request bytes, so
  * `--expect raw` checks both).
  *
  * - `--app echo`: `server.fallback((request) => request.reply(request.body))`.
@@ -12,11 +12,11 @@
  *   JSON, not with `--expect raw`.)
  *
  * ```sh
- * node --import tsx scripts/handler-echo.ts --app echo --port 0
+ * node --import tsx bench/handler-echo.ts --app echo --port 0
  * # listening on 127.0.0.1:PORT      (SIGTERM or SIGINT exits 0)
- * node --import tsx scripts/bench-ab.ts --rounds 6 --size 64 \
- *   --server "raw=./node_modules/.bin/deno run -A scripts/raw-echo/deno.ts --port 0" \
- *   --server "handler=./node_modules/.bin/deno run -A scripts/handler-echo.ts --app echo --port 0"
+ * node --import tsx bench/bench-ab.ts --rounds 6 --size 64 \
+ *   --server "raw=./node_modules/.bin/deno run -A bench/raw-echo/deno.ts --port 0" \
+ *   --server "handler=./node_modules/.bin/deno run -A bench/handler-echo.ts --app echo --port 0"
  * ```
  *
  * @module

@@ -9,7 +9,7 @@
  * Prints a Markdown table.
  *
  * ```sh
- * node --import tsx scripts/bench-bin.ts [--runs 10] [--settle 500] [--no-source]
+ * node --import tsx bench/bench-bin.ts [--runs 10] [--settle 500] [--no-source]
  * ```
  *
  * @module
@@ -22,8 +22,8 @@ import process from "node:process";
 import type { RuntimeName } from "../mod.ts";
 import { within } from "../tests/_async.ts";
 import { runtimeCommand, start, type StartOptions, stopAll } from "../tests/_processes.ts";
-import { BINARIES, binaryEnv } from "./_binaries.ts";
-import { scriptArgs } from "./_script_args.ts";
+import { BINARIES, binaryEnv } from "../scripts/_binaries.ts";
+import { scriptArgs } from "../scripts/_script_args.ts";
 import { readStatusKiB } from "./bench.ts";
 
 const USAGE = "Usage: bench-bin.ts [--runs 10] [--settle 500] [--no-source]";
