@@ -26,19 +26,18 @@
 
 export {
   type ByteOrder,
-  DEFAULT_MAX_BODY_4_BYTE_LENGTH,
   FrameLayout,
   type FrameLayoutOptions,
   type IdBytes,
   type LengthBytes,
 } from "./src/frame_layout.ts";
-export { encodeFrame, encodeFrameInto, FrameEncoder } from "./src/frame_encoder.ts";
+export { encodeFrame, FrameEncoder } from "./src/frame_encoder.ts";
 export { type Frame, type FrameCallback, FrameDecoder, type FrameDecoderOptions } from "./src/frame_decoder.ts";
 export { DecoderFailedError, FrameTooLargeError, IncompleteFrameError } from "./src/errors.ts";
 
 export type { CloseReason } from "./src/close_reason.ts";
 export { CLOSE_REASONS } from "./src/close_reason.ts";
-export { type Clock, systemClock, type TimerHandle } from "./src/clock.ts";
+export type { Clock, TimerHandle } from "./src/clock.ts";
 export { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "./src/logger.ts";
 export { echo } from "./src/echo.ts";
 export { Router } from "./src/router.ts";
@@ -54,13 +53,13 @@ export {
   type ErrorContext,
   NoHandlerError,
   serve,
-  Server,
+  type Server,
   type ServerCloseOptions,
   type ServerOptions,
 } from "./src/server.ts";
 export type { ServerStats } from "./src/server_stats.ts";
 export {
-  Client,
+  type Client,
   type ClientClose,
   type ClientOptions,
   connect,
@@ -69,8 +68,6 @@ export {
   type RequestOptions,
   RequestTimeoutError,
 } from "./src/client.ts";
-export { type BundledApp, createBundledApp, ERROR_ID, HELLO_ID, HELLO_REPLY_PREFIX } from "./src/bundled_app.ts";
-export { detectRuntime, loadTransport } from "./src/transport/detect.ts";
 export type {
   Connection,
   ConnectionHandlers,

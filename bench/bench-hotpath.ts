@@ -40,18 +40,9 @@
 
 import process from "node:process";
 import { scriptArgs } from "../scripts/_script_args.ts";
-import {
-  type Connection,
-  type ConnectionHandlers,
-  createBundledApp,
-  FrameEncoder,
-  FrameLayout,
-  HELLO_ID,
-  type Listener,
-  serve,
-  type Transport,
-  detectRuntime,
-} from "../mod.ts";
+import { type Connection, type ConnectionHandlers, FrameEncoder, FrameLayout, type Listener, serve, type Transport } from "../mod.ts";
+import { createBundledApp, HELLO_ID } from "../cli.ts";
+import { detectRuntime } from "../src/transport/detect.ts";
 
 /** A connection that swallows writes (the OS took them whole) and is fed by hand. */
 class MemoryConnection implements Connection {

@@ -82,17 +82,9 @@ import { resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import {
-  type Connection,
-  detectRuntime,
-  FrameDecoder,
-  FrameEncoder,
-  HELLO_ID,
-  HELLO_REPLY_PREFIX,
-  loadTransport,
-  type RuntimeName,
-  type Transport,
-} from "../mod.ts";
+import { type Connection, FrameDecoder, FrameEncoder, type RuntimeName, type Transport } from "../mod.ts";
+import { HELLO_ID, HELLO_REPLY_PREFIX } from "../cli.ts";
+import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
 import { ROOT, runtimeCommand } from "../tests/_processes.ts";
 import { nativeGenerator, runNativeLoad } from "./native-load.ts";
 import { nettyEcho } from "./netty-echo.ts";

@@ -27,7 +27,9 @@
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { type Client, connect, encodeFrame, HELLO_ID, loadTransport } from "../mod.ts";
+import { type Client, connect, encodeFrame } from "../mod.ts";
+import { HELLO_ID } from "../cli.ts";
+import { loadTransport } from "../src/transport/detect.ts";
 import type { Connection, RuntimeName } from "../src/transport/types.ts";
 import { type Child, runtimeCommand, start } from "../tests/_processes.ts";
 

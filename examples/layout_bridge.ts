@@ -28,7 +28,8 @@
  * @module
  */
 
-import { connect, createBundledApp, encodeFrame, FrameLayout, type FrameLayoutOptions, HELLO_ID, serve } from "../mod.ts";
+import { connect, encodeFrame, FrameLayout, type FrameLayoutOptions, serve } from "../mod.ts";
+import { createBundledApp, HELLO_ID } from "../cli.ts";
 
 /** The foreign layout: length-only frames, 4-byte little-endian lengths. */
 const LEGACY: FrameLayoutOptions = { idBytes: 0, lengthBytes: 4, byteOrder: "little", maxBody: 65535 };

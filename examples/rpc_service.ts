@@ -21,7 +21,8 @@
  * @module
  */
 
-import { type Client, connect, ERROR_ID, type Request, serve, type Server, type ServerStats } from "../mod.ts";
+import { type Client, connect, type Request, serve, type Server, type ServerStats } from "../mod.ts";
+import { ERROR_ID } from "../cli.ts";
 
 /** The service's methods: message id, params and result. */
 interface Api {

@@ -17,7 +17,7 @@ const OUT = join(ROOT, "docs", "api");
 const local = join(ROOT, "node_modules", ".bin", "deno");
 
 rmSync(OUT, { recursive: true, force: true });
-const result = spawnSync(existsSync(local) ? local : "deno", ["doc", "--html", "--name=tlvkit", `--output=${OUT}`, "mod.ts"], {
+const result = spawnSync(existsSync(local) ? local : "deno", ["doc", "--html", "--name=tlvkit", `--output=${OUT}`, "mod.ts", "cli.ts"], {
   cwd: ROOT,
   stdio: "inherit",
 });

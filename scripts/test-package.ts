@@ -124,12 +124,16 @@ function runFirstServer(project: string, runtimes: readonly string[]): void {
 
 function typeCheck(project: string): void {
   writeFileSync(join(project, "consumer.ts"), `import { type Client, connect, type Frame, serve, type Server, type ServerStats } from "tlvkit";
+import { type BundledApp, createBundledApp, HELLO_ID } from "tlvkit/cli";
+const app: BundledApp = createBundledApp();
+const bundled: Server = await serve({ port: 0, router: app.router, onError: app.onError });
+await bundled.close();
 const server: Server = await serve({ port: 0, idBytes: 2, byteOrder: "big" });
 server.handle(1, (request) => { request.reply(request.body); });
 const client: Client = await connect({ port: server.address.port });
 const frame: Frame = await client.request(1, "hi");
 const stats: ServerStats = server.stats();
-const count: number = stats.closes["peer-closed"] + frame.id;
+const count: number = stats.closes["peer-closed"] + frame.id + HELLO_ID;
 // @ts-expect-error: ids are numbers
 server.handle("1", () => {});
 export { count };

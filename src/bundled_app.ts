@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { FrameLayout } from "./frame_layout.ts";
+import { FrameLayout } from "./frame_layout.ts";
 import { echo } from "./echo.ts";
 import { Router } from "./router.ts";
 import type { Request } from "./session.ts";
@@ -98,13 +98,14 @@ function hello(request: Request, layout: FrameLayout): void {
  * @returns The router and the error hook.
  * @example
  * ```ts
- * import { createBundledApp, FrameLayout, serve } from "@tlvkit/tlvkit";
+ * import { FrameLayout, serve } from "@tlvkit/tlvkit";
+ * import { createBundledApp } from "@tlvkit/tlvkit/cli";
  * const app = createBundledApp(FrameLayout.DEFAULT);
  * const server = await serve({ port: 0, router: app.router, onError: app.onError, borrowBodies: true });
  * await server.close();
  * ```
  */
-export function createBundledApp(layout: FrameLayout): BundledApp {
+export function createBundledApp(layout: FrameLayout = FrameLayout.DEFAULT): BundledApp {
   const router = new Router()
     .handle(HELLO_ID, (request) => {
       try {

@@ -13,7 +13,7 @@ export type TimerHandle = unknown;
  *
  * @example
  * ```ts
- * import { systemClock } from "@tlvkit/tlvkit";
+ * import { systemClock } from "./clock.ts";
  * const handle = systemClock.setTimeout(() => console.log("tick"), 10);
  * systemClock.clearTimeout(handle);
  * ```

@@ -194,7 +194,7 @@ export function encodeFrame(id: number, body: Uint8Array, layout?: FrameLayoutOp
  * @returns The offset just past the frame.
  * @example
  * ```ts
- * import { encodeFrameInto } from "@tlvkit/tlvkit";
+ * import { encodeFrameInto } from "./frame_encoder.ts";
  * const out = new Uint8Array(10);
  * encodeFrameInto(out, 4, 7, new Uint8Array([0x61])); // 9
  * ```

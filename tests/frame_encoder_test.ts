@@ -1,13 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  encodeFrame,
-  encodeFrameInto,
-  FrameDecoder,
-  FrameEncoder,
-  type FrameLayoutOptions,
-  FrameTooLargeError,
-} from "../mod.ts";
+import { encodeFrame, FrameDecoder, FrameEncoder, type FrameLayoutOptions, FrameTooLargeError } from "../mod.ts";
+import { encodeFrameInto } from "../src/frame_encoder.ts";
 import { fromHex, toHex } from "./_bytes.ts";
 
 const utf8 = new TextEncoder();

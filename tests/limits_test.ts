@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { type Client, type CloseReason, connect, encodeFrame, loadTransport, serve, type Server } from "../mod.ts";
+import { type Client, type CloseReason, connect, encodeFrame, serve, type Server } from "../mod.ts";
+import { loadTransport } from "../src/transport/detect.ts";
 import type { Connection, Listener } from "../src/transport/types.ts";
 import { sleep, until, within } from "./_async.ts";
 import { type RawPeer, rawPeer } from "./_raw_peer.ts";

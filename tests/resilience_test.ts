@@ -15,28 +15,9 @@ import process from "node:process";
 import { after, describe, it } from "node:test";
 import v8 from "node:v8";
 import vm from "node:vm";
-import {
-  type Client,
-  CLOSE_REASONS,
-  type CloseReason,
-  connect,
-  createBundledApp,
-  createLogger,
-  detectRuntime,
-  encodeFrame,
-  ERROR_ID,
-  type Frame,
-  FrameDecoder,
-  FrameLayout,
-  HELLO_ID,
-  loadTransport,
-  type Logger,
-  type Router,
-  serve,
-  type Server,
-  type ServerOptions,
-  type Session,
-} from "../mod.ts";
+import { type Client, CLOSE_REASONS, type CloseReason, connect, createLogger, encodeFrame, type Frame, FrameDecoder, FrameLayout, type Logger, type Router, serve, type Server, type ServerOptions, type Session } from "../mod.ts";
+import { createBundledApp, ERROR_ID, HELLO_ID } from "../cli.ts";
+import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
 import type { Connection } from "../src/transport/types.ts";
 import { deferred, until, within } from "./_async.ts";
 import { runSeed, SeededRandom } from "./_seeded_random.ts";

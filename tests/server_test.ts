@@ -1,18 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import {
-  type Client,
-  type CloseReason,
-  connect,
-  createBundledApp,
-  encodeFrame,
-  type Frame,
-  FrameLayout,
-  type FrameLayoutOptions,
-  serve,
-  type Server,
-  type ServerOptions,
-} from "../mod.ts";
+import { type Client, type CloseReason, connect, encodeFrame, type Frame, FrameLayout, type FrameLayoutOptions, serve, type Server, type ServerOptions } from "../mod.ts";
+import { createBundledApp } from "../cli.ts";
 import type { Connection } from "../src/transport/types.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
 import { type RawPeer, rawPeer } from "./_raw_peer.ts";

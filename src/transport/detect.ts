@@ -12,7 +12,7 @@ import type { RuntimeName, Transport } from "./types.ts";
  * @returns The runtime's name.
  * @example
  * ```ts
- * import { detectRuntime } from "@tlvkit/tlvkit";
+ * import { detectRuntime } from "./detect.ts";
  * console.log(detectRuntime()); // "deno" when run by Deno
  * ```
  */
@@ -33,7 +33,7 @@ export function detectRuntime(): RuntimeName {
  * @throws {Error} When the chosen adapter cannot run on this runtime.
  * @example
  * ```ts
- * import { loadTransport } from "@tlvkit/tlvkit";
+ * import { loadTransport } from "./detect.ts";
  * const transport = await loadTransport();
  * console.log(transport.runtime);
  * ```
