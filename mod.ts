@@ -32,7 +32,7 @@ export {
   type LengthBytes,
 } from "./src/frame_layout.ts";
 export { encodeFrame, FrameEncoder } from "./src/frame_encoder.ts";
-export { type Frame, type FrameCallback, FrameDecoder, type FrameDecoderOptions } from "./src/frame_decoder.ts";
+export { type Frame, type FrameCallback, FrameDecoder } from "./src/frame_decoder.ts";
 export { DecoderFailedError, FrameTooLargeError, IncompleteFrameError } from "./src/errors.ts";
 
 export type { CloseReason } from "./src/close_reason.ts";

@@ -20,13 +20,9 @@ export interface Frame {
 }
 
 /**
- * Options of a {@link FrameDecoder} beyond its layout.
- *
- * @example
- * ```ts
- * import { FrameDecoder } from "@tlvkit/tlvkit";
- * const decoder = new FrameDecoder({ lengthBytes: 4 }, { recycleBodies: true });
- * ```
+ * Memory reuse for the server's own decoders (`borrowBodies`): internal, set
+ * with {@link recyclingDecoder}; a decoder made with `new FrameDecoder` never
+ * reuses memory it handed out.
  */
 export interface FrameDecoderOptions {
   /**
@@ -111,6 +107,8 @@ const BODY = 1;
 
 const EMPTY = new Uint8Array(0);
 
+let setRecycling: (decoder: FrameDecoder, options: FrameDecoderOptions) => void;
+
 /**
  * A two-state machine (`Head`, `Body(remaining)`) that turns a byte stream into
  * frames. It reassembles across any split (down to one byte per chunk) and emits
@@ -176,13 +174,13 @@ export class FrameDecoder {
   #bodyFill = 0;
 
   #copied = 0;
-  readonly #recycle: boolean;
+  #recycle = false;
   /** Pooled buffers of bodies completed since the last decode, until released. */
   readonly #lent: Uint8Array[] = [];
   /** The pooled buffer #body is a view of, while a recycled body is collected. */
   #pooled: Uint8Array | undefined;
   /** `reuseViews` was asked for (with `recycleBodies`). */
-  readonly #reuseViews: boolean;
+  #reuseViews = false;
   /**
    * With `reuseViews`: the buffer the last chunk lay in, held only once two
    * chunks in a row lay in it (the caller reuses it); until then weakly.
@@ -207,12 +205,9 @@ export class FrameDecoder {
    * Build a decoder for a layout.
    *
    * @param layout A layout or layout options; defaults to the tlvkit wire format.
-   * @param options Memory reuse (see {@link FrameDecoderOptions}).
    * @throws {RangeError} When a layout option is out of range.
    */
-  constructor(layout?: FrameLayoutOptions | FrameLayout, options: FrameDecoderOptions = {}) {
-    this.#recycle = options.recycleBodies === true;
-    this.#reuseViews = this.#recycle && options.reuseViews === true;
+  constructor(layout?: FrameLayoutOptions | FrameLayout) {
     this.layout = FrameLayout.from(layout);
     this.#idBytes = this.layout.idBytes;
     this.#lengthBytes = this.layout.lengthBytes;
@@ -239,20 +234,27 @@ export class FrameDecoder {
   }
 
   /**
-   * With `recycleBodies`: nothing refers any more to the bodies the last
-   * `decode` or `push` produced, so the buffers of those that spanned chunks
-   * may be reused. Call it at most once per decode; without `recycleBodies`
-   * it does nothing.
+   * Nothing refers any more to the bodies the last `decode` or `push`
+   * produced. The server's own decoders (with `borrowBodies`) then reuse the
+   * memory of bodies that spanned chunks; on a decoder made with
+   * `new FrameDecoder` it does nothing. Call it at most once per decode.
    *
    * @example
    * ```ts
    * import { FrameDecoder } from "@tlvkit/tlvkit";
-   * const decoder = new FrameDecoder(undefined, { recycleBodies: true });
-   * decoder.push(new Uint8Array([0, 7, 0, 2, 0x68]));
-   * for (const frame of decoder.push(new Uint8Array([0x69]))) console.log(frame.body.slice()); // Uint8Array(2) [104, 105]
-   * decoder.releaseBodies(); // that body's buffer may now hold the next split frame
+   * const decoder = new FrameDecoder();
+   * for (const frame of decoder.push(new Uint8Array([0, 7, 0, 1, 0x68]))) console.log(frame.id); // 7
+   * decoder.releaseBodies(); // nothing is reused: the body above stays as it is
    * ```
    */
+  static {
+    // The one way to switch memory reuse on: see recyclingDecoder.
+    setRecycling = (decoder, options) => {
+      decoder.#recycle = options.recycleBodies === true;
+      decoder.#reuseViews = decoder.#recycle && options.reuseViews === true;
+    };
+  }
+
   releaseBodies(): void {
     this.#viewsReleased = true;
     const lent = this.#lent;
@@ -520,4 +522,18 @@ export class FrameDecoder {
     this.#bodyFill = needed;
     this.#copied += count;
   }
+}
+
+/**
+ * A decoder that reuses memory as the server's `borrowBodies` needs
+ * (internal: see {@link FrameDecoderOptions}).
+ *
+ * @param layout A layout or layout options.
+ * @param options Which reuse to switch on.
+ * @returns The decoder.
+ */
+export function recyclingDecoder(layout: FrameLayoutOptions | FrameLayout | undefined, options: FrameDecoderOptions): FrameDecoder {
+  const decoder = new FrameDecoder(layout);
+  setRecycling(decoder, options);
+  return decoder;
 }

@@ -7,7 +7,7 @@
 import type { CloseReason } from "./close_reason.ts";
 import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import { FrameTooLargeError } from "./errors.ts";
-import { FrameDecoder } from "./frame_decoder.ts";
+import { type FrameDecoder, recyclingDecoder } from "./frame_decoder.ts";
 import { writeField } from "./_header_fields.ts";
 import { givePooled, takePooled } from "./_buffer_pool.ts";
 import { ByteSlab } from "./_byte_slab.ts";
@@ -443,7 +443,7 @@ export class TransportSession implements Session {
     // memory: frames there can get the same body objects again (Node, Deno,
     // and Bun for small chunks).
     const reuseViews = options.borrowBodies && typeof connection.release === "function";
-    this.#decoder = new FrameDecoder(layout, { recycleBodies: options.borrowBodies, reuseViews });
+    this.#decoder = recyclingDecoder(layout, { recycleBodies: options.borrowBodies, reuseViews });
     this.#encoder = new FrameEncoder(layout);
     this.#headerSize = layout.headerSize;
     this.#idBytes = layout.idBytes;

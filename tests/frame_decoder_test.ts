@@ -9,6 +9,7 @@ import {
   FrameTooLargeError,
   IncompleteFrameError,
 } from "../mod.ts";
+import { recyclingDecoder } from "../src/frame_decoder.ts";
 import { concat, fromHex, toHex } from "./_bytes.ts";
 import { collectGarbage, inReachabilityTrials, noGcReason } from "./_gc.ts";
 
@@ -296,7 +297,7 @@ describe("FrameDecoder", () => {
     }
 
     it("reuses a split body's buffer once it is released", () => {
-      const decoder = new FrameDecoder(undefined, { recycleBodies: true });
+      const decoder = recyclingDecoder(undefined, { recycleBodies: true });
       const bodies: Uint8Array[] = [];
       for (const chunk of splitPair(0)) {
         for (const frame of decoder.push(chunk)) bodies.push(frame.body);
@@ -308,7 +309,7 @@ describe("FrameDecoder", () => {
     });
 
     it("never reuses a body that was not released right after the decode that produced it", () => {
-      const decoder = new FrameDecoder(undefined, { recycleBodies: true });
+      const decoder = recyclingDecoder(undefined, { recycleBodies: true });
       const kept: Uint8Array[] = [];
       for (let round = 0; round < 10; round++) {
         const chunks = splitPair(round * 2);
@@ -332,7 +333,7 @@ describe("FrameDecoder", () => {
         }
       }
       intact(bodies);
-      const small = new FrameDecoder(undefined, { recycleBodies: true });
+      const small = recyclingDecoder(undefined, { recycleBodies: true });
       const wire = concat([encodeFrame(1, new Uint8Array(500).fill(1)), encodeFrame(2, new Uint8Array(500).fill(2))]);
       const [a] = small.push(wire.subarray(0, 300)).concat(small.push(wire.subarray(300, 504)));
       small.releaseBodies();
@@ -361,7 +362,7 @@ describe("FrameDecoder reuseViews", () => {
   }
 
   it("gives frames at the same place in reused memory the same body objects, holding the new bytes", () => {
-    const decoder = new FrameDecoder(undefined, options);
+    const decoder = recyclingDecoder(undefined, options);
     const memory = new ArrayBuffer(256);
     decodeIn(decoder, memory, wireOf([1, 1], [2, 2, 2]));
     decoder.releaseBodies();
@@ -374,7 +375,7 @@ describe("FrameDecoder reuseViews", () => {
   });
 
   it("cuts new views when the bodies were not released, or a frame moved or changed length", () => {
-    const decoder = new FrameDecoder(undefined, options);
+    const decoder = recyclingDecoder(undefined, options);
     const memory = new ArrayBuffer(256);
     decodeIn(decoder, memory, wireOf([1], [2]));
     decoder.releaseBodies();
@@ -392,7 +393,7 @@ describe("FrameDecoder reuseViews", () => {
   });
 
   it("never reuses across buffers, nor without recycleBodies", () => {
-    const decoder = new FrameDecoder(undefined, options);
+    const decoder = recyclingDecoder(undefined, options);
     const wire = wireOf([1], [2]);
     const seen = new Set<Uint8Array>();
     for (let i = 0; i < 4; i++) {
@@ -400,7 +401,7 @@ describe("FrameDecoder reuseViews", () => {
       decoder.releaseBodies();
     }
     assert.equal(seen.size, 8, "fresh memory, fresh views");
-    const plain = new FrameDecoder(undefined, { reuseViews: true });
+    const plain = recyclingDecoder(undefined, { reuseViews: true });
     const memory = new ArrayBuffer(64);
     const a = decodeIn(plain, memory, wire);
     plain.releaseBodies();
@@ -411,7 +412,7 @@ describe("FrameDecoder reuseViews", () => {
   });
 
   it("starts reusing within a few dozen chunks once the memory stops changing after a long run of fresh memory", () => {
-    const decoder = new FrameDecoder(undefined, options);
+    const decoder = recyclingDecoder(undefined, options);
     const wire = wireOf([1], [2]);
     for (let i = 0; i < 100; i++) {
       decodeIn(decoder, new ArrayBuffer(64), wire);
@@ -430,7 +431,7 @@ describe("FrameDecoder reuseViews", () => {
   });
 
   it("keeps the views of the first 64 frames of a chunk only", () => {
-    const decoder = new FrameDecoder(undefined, options);
+    const decoder = recyclingDecoder(undefined, options);
     const memory = new ArrayBuffer(4096);
     const wire = wireOf(...Array.from({ length: 70 }, (_, i) => [i]));
     decodeIn(decoder, memory, wire);
@@ -446,7 +447,7 @@ describe("FrameDecoder reuseViews", () => {
   const title = "holds on to no chunk that came in fresh memory";
   it(title, { skip: noGcReason }, () =>
     inReachabilityTrials(title, async () => {
-      const decoder = new FrameDecoder(undefined, options);
+      const decoder = recyclingDecoder(undefined, options);
       const refs: WeakRef<ArrayBuffer>[] = [];
       // Each chunk in memory of its own, referenced from here only weakly.
       (() => {
