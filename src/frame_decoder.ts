@@ -233,6 +233,14 @@ export class FrameDecoder {
     return this.#copied;
   }
 
+  static {
+    // The one way to switch memory reuse on: see recyclingDecoder.
+    setRecycling = (decoder, options) => {
+      decoder.#recycle = options.recycleBodies === true;
+      decoder.#reuseViews = decoder.#recycle && options.reuseViews === true;
+    };
+  }
+
   /**
    * Nothing refers any more to the bodies the last `decode` or `push`
    * produced. The server's own decoders (with `borrowBodies`) then reuse the
@@ -247,14 +255,6 @@ export class FrameDecoder {
    * decoder.releaseBodies(); // nothing is reused: the body above stays as it is
    * ```
    */
-  static {
-    // The one way to switch memory reuse on: see recyclingDecoder.
-    setRecycling = (decoder, options) => {
-      decoder.#recycle = options.recycleBodies === true;
-      decoder.#reuseViews = decoder.#recycle && options.reuseViews === true;
-    };
-  }
-
   releaseBodies(): void {
     this.#viewsReleased = true;
     const lent = this.#lent;
