@@ -359,7 +359,9 @@ export class Server {
    * same promise.
    *
    * @param options The drain timeout.
-   * @returns Resolves when every session has closed.
+   * @returns Resolves when every session has closed. Rejects with a
+   *   `RangeError`, and leaves the server serving, when `drainTimeout` is not
+   *   a finite number of 0 or more.
    * @example
    * ```ts
    * import { serve } from "@tlvkit/tlvkit";
@@ -368,7 +370,14 @@ export class Server {
    * ```
    */
   close(options: ServerCloseOptions = {}): Promise<void> {
-    this.#closing ??= this.#shutdown(options.drainTimeout ?? 5000);
+    const drainTimeout = options.drainTimeout ?? 5000;
+    // Checked before the state moves: a bad value must leave the server serving.
+    if (!Number.isFinite(drainTimeout) || drainTimeout < 0) {
+      return Promise.reject(
+        new RangeError(`Invalid option "drainTimeout": ${String(drainTimeout)} is not a non-negative number of milliseconds`),
+      );
+    }
+    this.#closing ??= this.#shutdown(drainTimeout);
     return this.#closing;
   }
 
@@ -444,9 +453,6 @@ export class Server {
   }
 
   async #shutdown(drainTimeout: number): Promise<void> {
-    if (!Number.isFinite(drainTimeout) || drainTimeout < 0) {
-      throw new RangeError(`Invalid option "drainTimeout": ${drainTimeout} is not a non-negative number of milliseconds`);
-    }
     await this.#listener?.close();
     if (this.#sessions.size === 0) return;
     const allClosed = new Promise<void>((resolve) => {
