@@ -73,7 +73,7 @@ export interface ServerOptions extends FrameLayoutOptions, SessionOptions {
    * chunk into the same memory once every frame of a chunk is handled and its
    * replies are copied out, instead of into fresh memory: on Deno this halves
    * the CPU of a 4 KiB echo. (On Node and Deno the next read goes into the same
-   * bytes; on Bun, which allocates every chunk itself, chunks of up to 2 KiB
+   * bytes; on Bun, which allocates every chunk itself, chunks of up to 128 KiB
    * are copied into reused memory, and bodies split across chunks are
    * reassembled in reused memory.) A reply that is the request's
    * own frame (same id, the lent body itself, as an echo) is then sent

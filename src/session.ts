@@ -471,7 +471,7 @@ export class TransportSession implements Session {
     this.#options = options;
     // A transport that takes chunks back reads the next one into the same
     // memory: frames there can get the same body objects again (Node, Deno,
-    // and Bun for small chunks).
+    // and Bun for the chunks it copies).
     const reuseViews = options.borrowBodies && typeof connection.release === "function";
     this.#decoder = new FrameDecoder(layout, { recycleBodies: options.borrowBodies, reuseViews });
     this.#encoder = new FrameEncoder(layout);
