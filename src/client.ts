@@ -4,6 +4,7 @@
  * @module
  */
 
+import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import type { CloseReason } from "./close_reason.ts";
 import type { Frame } from "./frame_decoder.ts";
 import { FrameLayout, type FrameLayoutOptions } from "./frame_layout.ts";
@@ -64,6 +65,12 @@ export interface ClientOptions extends FrameLayoutOptions, Omit<SessionOptions, 
   onError?: (error: Error) => void;
   /** The socket adapter: a runtime name or an adapter. Defaults to the running runtime's. */
   transport?: Transport | RuntimeName;
+  /**
+   * Time source for every timer of the connection: the session's, keepalive
+   * pings and their timeout, and request timeouts (tests inject a fake one).
+   * @default {systemClock}
+   */
+  clock?: Clock;
 }
 
 /** Heartbeat options of a client (see {@link ClientOptions.keepAlive}). */
@@ -131,7 +138,7 @@ interface Waiter {
   reject(error: Error): void;
   /** Timed out: its reply, when it comes, is discarded so later replies stay matched. */
   abandoned: boolean;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  timer: TimerHandle | undefined;
 }
 
 /**
@@ -166,13 +173,15 @@ export class Client implements AsyncIterable<Frame> {
   readonly #session: TransportSession;
   readonly #options: ClientOptions;
   readonly #maxBuffered: number;
+  /** The session's clock, which keepalive and request timeouts run on too. */
+  readonly #clock: Clock;
   #waiters: Waiter[] = [];
   #buffered: Frame[] = [];
   #readers: Array<(result: IteratorResult<Frame>) => void> = [];
   #readingPaused = false;
   #writable: Array<() => void> = [];
   #isClosed = false;
-  #keepAliveTimer: ReturnType<typeof setTimeout> | undefined;
+  #keepAliveTimer: TimerHandle | undefined;
   #pingsOutstanding = 0;
 
   /**
@@ -184,6 +193,7 @@ export class Client implements AsyncIterable<Frame> {
   constructor(transportSession: (owner: SessionOwner) => TransportSession, options: ClientOptions) {
     this.#options = options;
     this.#maxBuffered = options.maxBufferedFrames ?? 1024;
+    this.#clock = options.clock ?? systemClock;
     let settle!: (close: ClientClose) => void;
     this.closed = new Promise((resolve) => {
       settle = resolve;
@@ -203,9 +213,9 @@ export class Client implements AsyncIterable<Frame> {
       },
       closed: (_session, reason, error) => {
         this.#isClosed = true;
-        if (this.#keepAliveTimer !== undefined) clearTimeout(this.#keepAliveTimer);
+        if (this.#keepAliveTimer !== undefined) this.#clock.clearTimeout(this.#keepAliveTimer);
         for (const waiter of this.#waiters) {
-          if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+          if (waiter.timer !== undefined) this.#clock.clearTimeout(waiter.timer);
           if (!waiter.abandoned) waiter.reject(new ConnectionClosedError(reason));
         }
         this.#waiters = [];
@@ -238,9 +248,9 @@ export class Client implements AsyncIterable<Frame> {
       }
       this.#pingsOutstanding++;
       this.#session.enqueueUnbounded(id, empty);
-      this.#keepAliveTimer = setTimeout(tick, interval);
+      this.#keepAliveTimer = this.#clock.setTimeout(tick, interval);
     };
-    this.#keepAliveTimer = setTimeout(tick, interval);
+    this.#keepAliveTimer = this.#clock.setTimeout(tick, interval);
   }
 
   /** `true` once the connection has closed. */
@@ -337,7 +347,7 @@ export class Client implements AsyncIterable<Frame> {
       const waiter: Waiter = { resolve, reject, abandoned: false, timer: undefined };
       const timeout = options.timeout ?? 0;
       if (timeout > 0) {
-        waiter.timer = setTimeout(() => {
+        waiter.timer = this.#clock.setTimeout(() => {
           waiter.abandoned = true;
           waiter.timer = undefined;
           reject(new RequestTimeoutError(timeout));
@@ -427,7 +437,7 @@ export class Client implements AsyncIterable<Frame> {
     while (this.#waiters.length > 0) {
       const waiter = this.#waiters.shift()!;
       if (waiter.abandoned) return; // the late reply of a timed-out request
-      if (waiter.timer !== undefined) clearTimeout(waiter.timer);
+      if (waiter.timer !== undefined) this.#clock.clearTimeout(waiter.timer);
       waiter.resolve(frame);
       return;
     }

@@ -72,7 +72,7 @@ export interface ServerOptions extends FrameLayoutOptions, SessionOptions {
    * chunk into the same memory once every frame of a chunk is handled and its
    * replies are copied out, instead of into fresh memory: on Deno this halves
    * the CPU of a 4 KiB echo. (On Node and Deno the next read goes into the same
-   * bytes; on Bun, which allocates every chunk itself, chunks of up to 2 KiB
+   * bytes; on Bun, which allocates every chunk itself, chunks of up to 128 KiB
    * are copied into reused memory, and bodies split across chunks are
    * reassembled in reused memory.) A reply that is the request's
    * own frame (same id, the lent body itself, as an echo) is then sent
@@ -354,7 +354,9 @@ export class Server {
    * same promise.
    *
    * @param options The drain timeout.
-   * @returns Resolves when every session has closed.
+   * @returns Resolves when every session has closed. Rejects with a
+   *   `RangeError`, and leaves the server serving, when `drainTimeout` is not
+   *   a finite number of 0 or more.
    * @example
    * ```ts
    * import { serve } from "@tlvkit/tlvkit";
@@ -363,7 +365,14 @@ export class Server {
    * ```
    */
   close(options: ServerCloseOptions = {}): Promise<void> {
-    this.#closing ??= this.#shutdown(options.drainTimeout ?? 5000);
+    const drainTimeout = options.drainTimeout ?? 5000;
+    // Checked before the state moves: a bad value must leave the server serving.
+    if (!Number.isFinite(drainTimeout) || drainTimeout < 0) {
+      return Promise.reject(
+        new RangeError(`Invalid option "drainTimeout": ${String(drainTimeout)} is not a non-negative number of milliseconds`),
+      );
+    }
+    this.#closing ??= this.#shutdown(drainTimeout);
     return this.#closing;
   }
 
@@ -439,9 +448,6 @@ export class Server {
   }
 
   async #shutdown(drainTimeout: number): Promise<void> {
-    if (!Number.isFinite(drainTimeout) || drainTimeout < 0) {
-      throw new RangeError(`Invalid option "drainTimeout": ${drainTimeout} is not a non-negative number of milliseconds`);
-    }
     await this.#listener?.close();
     if (this.#sessions.size === 0) return;
     const allClosed = new Promise<void>((resolve) => {

@@ -20,12 +20,14 @@ import { decodeUtf8, encodeUtf8 } from "./_utf8.ts";
 export interface SessionOptions {
   /**
    * When a session's unsent bytes pass this mark, it stops reading from its
-   * peer until they fall below `lowWaterMark` (TCP then slows the peer).
+   * peer until they fall below `lowWaterMark` (TCP then slows the peer). At
+   * least 1.
    * @default {65536}
    */
   highWaterMark?: number;
   /**
-   * Unsent bytes below which a paused session reads again.
+   * Unsent bytes below which a paused session reads again: at least 1 (then
+   * it reads again only once every byte is sent), at most `highWaterMark`.
    * @default {32768}
    */
   lowWaterMark?: number;
@@ -38,7 +40,7 @@ export interface SessionOptions {
   hardLimit?: number;
   /**
    * Requests whose async handlers are still running, past which the session
-   * stops reading from its peer until some finish.
+   * stops reading from its peer until some finish. At least 1.
    * @default {1024}
    */
   maxPendingRequests?: number;
@@ -47,6 +49,9 @@ export interface SessionOptions {
    * wait for the peer to close its side before the connection is aborted, in
    * milliseconds. Reading the peer's remaining bytes until then avoids the reset
    * that closing with unread input causes, which could destroy replies in flight.
+   * The same timeout aborts a graceful close whose flush makes no progress
+   * (a peer that does not read). 0 does not wait: a graceful close aborts as
+   * soon as it has half-closed, or when its flush stalls.
    * @default {2000}
    */
   lingerTimeout?: number;
@@ -261,9 +266,22 @@ class SessionRequest implements Request {
   }
 }
 
+function shown(value: unknown): string {
+  return typeof value === "string" ? `"${value}"` : String(value);
+}
+
+/** A count of bytes or requests: 0 would stop reading for good. */
 function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`Invalid option "${name}": ${shown(value)} is not a positive integer`);
+  }
+  return value;
+}
+
+/** A timeout in milliseconds, where 0 has a meaning of its own (see each option). */
+function nonNegativeInteger(name: string, value: number): number {
   if (!Number.isInteger(value) || value < 0) {
-    throw new RangeError(`Invalid option "${name}": ${value} is not a non-negative integer`);
+    throw new RangeError(`Invalid option "${name}": ${shown(value)} is not a non-negative integer`);
   }
   return value;
 }
@@ -296,16 +314,15 @@ export function resolveSessionOptions(options: SessionOptions): ResolvedSessionO
   const lowWaterMark = positiveInteger("lowWaterMark", options.lowWaterMark ?? Math.min(32 * 1024, highWaterMark));
   const hardLimit = positiveInteger("hardLimit", options.hardLimit ?? Math.max(1024 * 1024, highWaterMark));
   const maxPendingRequests = positiveInteger("maxPendingRequests", options.maxPendingRequests ?? 1024);
-  const lingerTimeout = positiveInteger("lingerTimeout", options.lingerTimeout ?? 2000);
-  const idleTimeout = positiveInteger("idleTimeout", options.idleTimeout ?? 0);
-  const frameTimeout = positiveInteger("frameTimeout", options.frameTimeout ?? 30_000);
+  const lingerTimeout = nonNegativeInteger("lingerTimeout", options.lingerTimeout ?? 2000);
+  const idleTimeout = nonNegativeInteger("idleTimeout", options.idleTimeout ?? 0);
+  const frameTimeout = nonNegativeInteger("frameTimeout", options.frameTimeout ?? 30_000);
   if (lowWaterMark > highWaterMark) {
     throw new RangeError(`Invalid option "lowWaterMark": ${lowWaterMark} exceeds highWaterMark ${highWaterMark}`);
   }
   if (hardLimit < highWaterMark) {
     throw new RangeError(`Invalid option "hardLimit": ${hardLimit} is below highWaterMark ${highWaterMark}`);
   }
-  if (maxPendingRequests < 1) throw new RangeError(`Invalid option "maxPendingRequests": must be at least 1`);
   return {
     highWaterMark,
     lowWaterMark,
@@ -441,7 +458,7 @@ export class TransportSession implements Session {
     this.#options = options;
     // A transport that takes chunks back reads the next one into the same
     // memory: frames there can get the same body objects again (Node, Deno,
-    // and Bun for small chunks).
+    // and Bun for the chunks it copies).
     const reuseViews = options.borrowBodies && typeof connection.release === "function";
     this.#decoder = recyclingDecoder(layout, { recycleBodies: options.borrowBodies, reuseViews });
     this.#encoder = new FrameEncoder(layout);

@@ -182,10 +182,11 @@ class Round {
     });
     this.encoder = new FrameEncoder(this.layout);
     this.outputDecoder = new FrameDecoder(this.layout);
-    const highWaterMark = rng.int(0, 3) === 0 ? rng.int(0, 20) : rng.int(20, 400);
+    // Both marks at least 1: a session with either at 0 would never read again.
+    const highWaterMark = rng.int(0, 3) === 0 ? rng.int(1, 20) : rng.int(20, 400);
     this.options = {
       highWaterMark,
-      lowWaterMark: rng.int(0, highWaterMark),
+      lowWaterMark: rng.int(1, highWaterMark),
       hardLimit: highWaterMark + rng.int(0, 400),
       maxPendingRequests: rng.int(1, 6),
       lingerTimeout: rng.int(1, 500),

@@ -93,6 +93,8 @@ describe(`command line on ${BINARY ?? RUNTIME}`, () => {
     [["serve", "--log-level", "loud"], /^tlvkit serve: --log-level must be one of error, warn, info, debug, got "loud"/],
     [["serve", "--id-bytes", "3"], /^tlvkit serve: --id-bytes must be one of 0, 1, 2, 4, got "3"/],
     [["serve", "--drain-timeout", "soon"], /^tlvkit serve: --drain-timeout must be a number of seconds/],
+    // Nothing is ever below a low-water mark of 0: a paused session would never read again.
+    [["serve", "--port", "0", "--low-water-mark", "0"], /^tlvkit serve: --low-water-mark must be an integer from 1 to 2147483648, got 0/],
     [["serve", "--workers", "1.5"], /^tlvkit serve: --workers must be an integer from 0 to 256, got "1.5"/],
     [["serve", "--workers", "-1"], /^tlvkit serve: option --workers needs a value; write --workers=VALUE for one that starts with "-"/],
     [["serve", "extra"], /^tlvkit serve: unexpected argument "extra"/],

@@ -343,6 +343,30 @@ describe("Server", () => {
     never.resolve();
   });
 
+  it("rejects an invalid drainTimeout and keeps serving, so that a later close works", async () => {
+    const server = await serve({ host: HOST, port: 0 });
+    servers.push(server);
+    server.fallback((request) => {
+      request.reply(request.body);
+    });
+    const before = await client(server);
+    for (const drainTimeout of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await assert.rejects(server.close({ drainTimeout }), (error: Error) => {
+        assert.ok(error instanceof RangeError);
+        assert.equal(error.message, `Invalid option "drainTimeout": ${drainTimeout} is not a non-negative number of milliseconds`);
+        return true;
+      });
+    }
+    assert.equal(server.closing, false);
+    assert.equal(text.decode((await before.request(1, "still open")).body), "still open");
+    const after = await client(server);
+    assert.equal(text.decode((await after.request(2, "new connection")).body), "new connection");
+    const closing = server.close({ drainTimeout: 1000 });
+    assert.equal(server.closing, true);
+    await within(closing, 5000, "a valid close after the rejected ones");
+    assert.equal(server.sessions.size, 0);
+  });
+
   it("rejects a refused connection with an error naming host:port", async () => {
     const server = await serve({ host: HOST, port: 0 });
     const port = server.address.port;

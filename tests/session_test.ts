@@ -430,6 +430,59 @@ describe("Session", () => {
     assert.throws(() => resolveSessionOptions({ highWaterMark: 100, hardLimit: 50 }), /Invalid option "hardLimit"/);
   });
 
+  it("rejects 0 for the options that count bytes or requests, naming the option and the value", () => {
+    // 0 would stop reading for good: a high-water mark of 0 is passed by any
+    // byte, nothing is ever below a low-water mark of 0, and every session has
+    // at least 0 requests pending.
+    const cases: Array<[keyof SessionOptions, unknown, string]> = [
+      ["highWaterMark", 0, "0 is not a positive integer"],
+      ["lowWaterMark", 0, "0 is not a positive integer"],
+      ["hardLimit", 0, "0 is not a positive integer"],
+      ["maxPendingRequests", 0, "0 is not a positive integer"],
+      ["highWaterMark", 1.5, "1.5 is not a positive integer"],
+      ["lowWaterMark", "64", '"64" is not a positive integer'],
+      ["maxPendingRequests", -1, "-1 is not a positive integer"],
+    ];
+    for (const [name, value, problem] of cases) {
+      assert.throws(
+        () => resolveSessionOptions({ [name]: value } as SessionOptions),
+        (error: Error) => {
+          assert.ok(error instanceof RangeError, `${name}: ${String(value)}`);
+          assert.equal(error.message, `Invalid option "${name}": ${problem}`);
+          return true;
+        },
+      );
+    }
+  });
+
+  it("takes 0 for the timeouts, where it means no timer, and rejects what is not a whole number of milliseconds", () => {
+    const resolved = resolveSessionOptions({ idleTimeout: 0, frameTimeout: 0, lingerTimeout: 0 });
+    assert.deepEqual([resolved.idleTimeout, resolved.frameTimeout, resolved.lingerTimeout], [0, 0, 0]);
+    for (const name of ["idleTimeout", "frameTimeout", "lingerTimeout"] as const) {
+      for (const [value, shown] of [[-1, "-1"], [0.5, "0.5"], [Number.NaN, "NaN"]] as const) {
+        assert.throws(
+          () => resolveSessionOptions({ [name]: value }),
+          (error: Error) => {
+            assert.ok(error instanceof RangeError);
+            assert.equal(error.message, `Invalid option "${name}": ${shown} is not a non-negative integer`);
+            return true;
+          },
+        );
+      }
+    }
+  });
+
+  it("resumes reading once the queue is empty with the smallest low-water mark, 1", async () => {
+    const h = harness(echo, { highWaterMark: 100, lowWaterMark: 1 });
+    h.connection.accepting = false;
+    h.connection.receive(frame(1, "x".repeat(150)));
+    await turn();
+    assert.equal(h.connection.paused, true, "paused over the high mark");
+    h.connection.drain();
+    assert.equal(h.session.queuedBytes, 0);
+    assert.equal(h.connection.paused, false, "reading again with nothing unsent");
+  });
+
   describe("memory reuse", () => {
     it("with borrowBodies, hands a chunk back only once its frames are handled and their replies written", async () => {
       const copy = (request: Request): void => {

@@ -84,7 +84,7 @@ export function parseServeArgs(args: string[]): ServeConfig {
   const values = parseCommandArgs("serve", args, SERVE_OPTIONS);
   const layout = layoutFromFlags(values);
   const highWaterMark = integerOption("high-water-mark", values["high-water-mark"], 1, 2 ** 31) ?? 64 * 1024;
-  const lowWaterMark = integerOption("low-water-mark", values["low-water-mark"], 0, 2 ** 31) ?? Math.min(32 * 1024, highWaterMark);
+  const lowWaterMark = integerOption("low-water-mark", values["low-water-mark"], 1, 2 ** 31) ?? Math.min(32 * 1024, highWaterMark);
   const hardLimit = integerOption("hard-limit", values["hard-limit"], 1, 2 ** 40) ?? Math.max(1024 * 1024, highWaterMark);
   if (lowWaterMark > highWaterMark) {
     throw new UsageError(`--low-water-mark ${lowWaterMark} exceeds --high-water-mark ${highWaterMark}`);

@@ -480,7 +480,8 @@ class BunConnection implements Connection {
   }
 
   #onBunError(error: Error): void {
-    // Only socket errors get here: exceptions from the caller's handlers are caught in #call.
+    // Only socket errors get here: what the caller's handlers throw is caught
+    // around each call (`#emitData`, `#emitEnd`, `#emitDrain`, `onClose`, `onConnection`).
     if (this.#closed) return;
     this.#error ??= withCode(error);
     this.#socket.close();

@@ -12,7 +12,8 @@
  *   (the receiver kept no reference), or until the receiver hands it back
  *   later with `release` (replies sent straight from the chunk have left the
  *   backlog): then the adapter may read into the same memory again (Node's and
- *   Deno's do, and Bun's for chunks of up to 2 KiB, which it copies).
+ *   Deno's do, and Bun's copies chunks into memory it reuses, all but the
+ *   largest: see its module doc).
  * - **`write` takes the whole buffer.** Whatever the OS does not take at once
  *   (Deno's and Bun's writes may be partial) the adapter keeps and sends, in
  *   order, before anything written later. The caller must not modify the buffer
@@ -94,9 +95,9 @@ export interface Connection {
   /**
    * Hand back a chunk that `onData` kept (it did not return `true`) once
    * nothing refers to it any more: the adapter may read into its memory
-   * again, as if `onData` had returned `true`. A chunk older than the last one
-   * delivered is left alone. Optional: adapters that allocate every chunk
-   * (Bun's) need not have it.
+   * again, as if `onData` had returned `true`. An adapter may ignore a chunk
+   * older than the last one delivered (Node's and Deno's do). Optional: an
+   * adapter that hands on every chunk in fresh memory need not have it.
    */
   release?(chunk: Uint8Array): void;
 }
