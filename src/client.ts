@@ -21,6 +21,7 @@ import { formatHostPort } from "./transport/_socket_address.ts";
 import { loadTransport } from "./transport/detect.ts";
 import type { RuntimeName, SocketAddress, Transport } from "./transport/types.ts";
 import { encodeUtf8 } from "./_utf8.ts";
+import { DEFAULT_HOST, DEFAULT_PORT } from "./_defaults.ts";
 
 
 /** Options of {@link connect}. Layout options must match the server's. */
@@ -478,8 +479,8 @@ export async function connect(options: ClientOptions = {}): Promise<Client> {
   const layout = new FrameLayout(options);
   // A server mid-frame is not a slow-drip attacker to a client: no frame timeout unless asked.
   const sessionOptions: ResolvedSessionOptions = resolveSessionOptions({ frameTimeout: 0, ...options });
-  const host = options.host ?? "127.0.0.1";
-  const port = options.port ?? 10086;
+  const host = options.host ?? DEFAULT_HOST;
+  const port = options.port ?? DEFAULT_PORT;
   if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) {
     throw new RangeError(`Invalid option "port": ${port} is not an integer from 0 to 65535`);
   }

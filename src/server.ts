@@ -25,6 +25,7 @@ import { formatHostPort } from "./transport/_socket_address.ts";
 import { loadTransport } from "./transport/detect.ts";
 import type { Connection, Listener, RuntimeName, SocketAddress, Transport } from "./transport/types.ts";
 import { encodeUtf8 } from "./_utf8.ts";
+import { DEFAULT_DRAIN_TIMEOUT, DEFAULT_HOST, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORT } from "./_defaults.ts";
 
 
 /** Where an error happened, as far as known. */
@@ -188,7 +189,7 @@ export class Server {
     this.#sessionOptions = sessionOptions;
     this.router = options.router ?? new Router();
     this.#logger = options.logger ?? createLogger("warn");
-    this.#maxConnections = options.maxConnections ?? 10_000;
+    this.#maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.address = { host: "", port: 0 };
     this.#tally = new StatsTally(sessionOptions.clock.now());
     const logger = this.#logger;
@@ -365,7 +366,7 @@ export class Server {
    * ```
    */
   close(options: ServerCloseOptions = {}): Promise<void> {
-    const drainTimeout = options.drainTimeout ?? 5000;
+    const drainTimeout = options.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT;
     // Checked before the state moves: a bad value must leave the server serving.
     if (!Number.isFinite(drainTimeout) || drainTimeout < 0) {
       return Promise.reject(
@@ -382,8 +383,8 @@ export class Server {
    * @param transport The socket adapter to listen with.
    */
   async listen(transport: Transport): Promise<void> {
-    const host = this.#options.host ?? "127.0.0.1";
-    const port = this.#options.port ?? 10086;
+    const host = this.#options.host ?? DEFAULT_HOST;
+    const port = this.#options.port ?? DEFAULT_PORT;
     this.#listener = await transport.listen({
       host,
       port,

@@ -15,6 +15,7 @@ import { FrameEncoder } from "./frame_encoder.ts";
 import type { FrameLayout } from "./frame_layout.ts";
 import type { Connection, SocketAddress } from "./transport/types.ts";
 import { decodeUtf8, encodeUtf8 } from "./_utf8.ts";
+import { DEFAULT_FRAME_TIMEOUT, DEFAULT_HIGH_WATER_MARK, DEFAULT_LINGER_TIMEOUT, defaultHardLimit, defaultLowWaterMark } from "./_defaults.ts";
 
 /** Flow-control and lifetime options of a session. */
 export interface SessionOptions {
@@ -310,13 +311,13 @@ export interface ResolvedSessionOptions {
  * @throws {RangeError} Naming the bad option.
  */
 export function resolveSessionOptions(options: SessionOptions): ResolvedSessionOptions {
-  const highWaterMark = positiveInteger("highWaterMark", options.highWaterMark ?? 64 * 1024);
-  const lowWaterMark = positiveInteger("lowWaterMark", options.lowWaterMark ?? Math.min(32 * 1024, highWaterMark));
-  const hardLimit = positiveInteger("hardLimit", options.hardLimit ?? Math.max(1024 * 1024, highWaterMark));
+  const highWaterMark = positiveInteger("highWaterMark", options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK);
+  const lowWaterMark = positiveInteger("lowWaterMark", options.lowWaterMark ?? defaultLowWaterMark(highWaterMark));
+  const hardLimit = positiveInteger("hardLimit", options.hardLimit ?? defaultHardLimit(highWaterMark));
   const maxPendingRequests = positiveInteger("maxPendingRequests", options.maxPendingRequests ?? 1024);
-  const lingerTimeout = nonNegativeInteger("lingerTimeout", options.lingerTimeout ?? 2000);
+  const lingerTimeout = nonNegativeInteger("lingerTimeout", options.lingerTimeout ?? DEFAULT_LINGER_TIMEOUT);
   const idleTimeout = nonNegativeInteger("idleTimeout", options.idleTimeout ?? 0);
-  const frameTimeout = nonNegativeInteger("frameTimeout", options.frameTimeout ?? 30_000);
+  const frameTimeout = nonNegativeInteger("frameTimeout", options.frameTimeout ?? DEFAULT_FRAME_TIMEOUT);
   if (lowWaterMark > highWaterMark) {
     throw new RangeError(`Invalid option "lowWaterMark": ${lowWaterMark} exceeds highWaterMark ${highWaterMark}`);
   }

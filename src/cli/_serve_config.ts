@@ -8,6 +8,16 @@
  * @module
  */
 
+import {
+  DEFAULT_DRAIN_TIMEOUT,
+  DEFAULT_FRAME_TIMEOUT,
+  DEFAULT_HIGH_WATER_MARK,
+  DEFAULT_HOST,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_PORT,
+  defaultHardLimit,
+  defaultLowWaterMark,
+} from "../_defaults.ts";
 import { createBundledApp } from "../bundled_app.ts";
 import type { FrameLayout } from "../frame_layout.ts";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../logger.ts";
@@ -83,22 +93,22 @@ export interface ServeConfig {
 export function parseServeArgs(args: string[]): ServeConfig {
   const values = parseCommandArgs("serve", args, SERVE_OPTIONS);
   const layout = layoutFromFlags(values);
-  const highWaterMark = integerOption("high-water-mark", values["high-water-mark"], 1, 2 ** 31) ?? 64 * 1024;
-  const lowWaterMark = integerOption("low-water-mark", values["low-water-mark"], 1, 2 ** 31) ?? Math.min(32 * 1024, highWaterMark);
-  const hardLimit = integerOption("hard-limit", values["hard-limit"], 1, 2 ** 40) ?? Math.max(1024 * 1024, highWaterMark);
+  const highWaterMark = integerOption("high-water-mark", values["high-water-mark"], 1, 2 ** 31) ?? DEFAULT_HIGH_WATER_MARK;
+  const lowWaterMark = integerOption("low-water-mark", values["low-water-mark"], 1, 2 ** 31) ?? defaultLowWaterMark(highWaterMark);
+  const hardLimit = integerOption("hard-limit", values["hard-limit"], 1, 2 ** 40) ?? defaultHardLimit(highWaterMark);
   if (lowWaterMark > highWaterMark) {
     throw new UsageError(`--low-water-mark ${lowWaterMark} exceeds --high-water-mark ${highWaterMark}`);
   }
   if (hardLimit < highWaterMark) throw new UsageError(`--hard-limit ${hardLimit} is below --high-water-mark ${highWaterMark}`);
   return {
     layout,
-    host: values.host ?? "127.0.0.1",
-    port: integerOption("port", values.port, 0, 65535) ?? 10086,
+    host: values.host ?? DEFAULT_HOST,
+    port: integerOption("port", values.port, 0, 65535) ?? DEFAULT_PORT,
     workers: integerOption("workers", values.workers, 0, MAX_WORKERS) ?? 1,
-    drainTimeout: secondsOption("drain-timeout", values["drain-timeout"]) ?? 5000,
+    drainTimeout: secondsOption("drain-timeout", values["drain-timeout"]) ?? DEFAULT_DRAIN_TIMEOUT,
     idleTimeout: secondsOption("idle-timeout", values["idle-timeout"]) ?? 0,
-    frameTimeout: secondsOption("frame-timeout", values["frame-timeout"]) ?? 30_000,
-    maxConnections: integerOption("max-connections", values["max-connections"], 1, 10_000_000) ?? 10_000,
+    frameTimeout: secondsOption("frame-timeout", values["frame-timeout"]) ?? DEFAULT_FRAME_TIMEOUT,
+    maxConnections: integerOption("max-connections", values["max-connections"], 1, 10_000_000) ?? DEFAULT_MAX_CONNECTIONS,
     highWaterMark,
     lowWaterMark,
     hardLimit,

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SEND_TIMEOUT } from "../_defaults.ts";
 import process from "node:process";
 import { HELLO_ID } from "../bundled_app.ts";
 import { connect } from "../client.ts";
@@ -32,13 +33,13 @@ Exits 0 when every reply arrived, 1 otherwise.
 
 Options:                                                                         [default]
   --host H             server address                                              [127.0.0.1]
-  --port P             server port                                                 [10086]
+  --port P             server port                                                 [${DEFAULT_PORT}]
   --id N               message id                                                  [0; 1001 with --json]
   --data TEXT          body: TEXT as UTF-8
   --json TEXT          body: TEXT as UTF-8 (a HELLO: {"id": 1, "data": "hi"})
   --hex HEX            body: bytes written as hex ("0a ff" or "0aff")
   --count N            send the frame N times, expect N replies                    [1]
-  --timeout S          seconds to wait for all replies                             [10]
+  --timeout S          seconds to wait for all replies                             [${DEFAULT_SEND_TIMEOUT / 1000}]
 ${LAYOUT_HELP}
 ${STANDARD_HELP}
 `;
@@ -91,10 +92,10 @@ export async function runSend(args: string[]): Promise<number> {
   const values = parseCommandArgs("send", args, SEND_OPTIONS);
   if (answeredHelpOrVersion(values, SEND_HELP)) return 0;
   const layout = layoutFromFlags(values);
-  const host = values.host ?? "127.0.0.1";
-  const port = integerOption("port", values.port, 1, 65535) ?? 10086;
+  const host = values.host ?? DEFAULT_HOST;
+  const port = integerOption("port", values.port, 1, 65535) ?? DEFAULT_PORT;
   const count = integerOption("count", values.count, 1, 10_000_000) ?? 1;
-  const timeout = secondsOption("timeout", values.timeout) ?? 10_000;
+  const timeout = secondsOption("timeout", values.timeout) ?? DEFAULT_SEND_TIMEOUT;
   const bodies = [values.data, values.json, values.hex].filter((v) => v !== undefined);
   if (bodies.length > 1) throw new UsageError("use only one of --data, --json, --hex");
   const id = integerOption("id", values.id, 0, layout.maxId) ?? (values.json !== undefined ? HELLO_ID : 0);

@@ -5,6 +5,15 @@
  * @module
  */
 
+import {
+  DEFAULT_DRAIN_TIMEOUT,
+  DEFAULT_FRAME_TIMEOUT,
+  DEFAULT_HIGH_WATER_MARK,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_PORT,
+  defaultHardLimit,
+  defaultLowWaterMark,
+} from "../_defaults.ts";
 import { availableParallelism } from "node:os";
 import process from "node:process";
 import { createLogger } from "../logger.ts";
@@ -23,18 +32,18 @@ SIGINT or SIGTERM drains in-flight replies and exits 0; a second signal exits at
 
 Options:                                                                         [default]
   --host H             address to listen on                                        [127.0.0.1]
-  --port P             TCP port; 0 picks a free one                                [10086]
-  --drain-timeout S    on SIGINT/SIGTERM, seconds to finish in-flight replies       [5]
+  --port P             TCP port; 0 picks a free one                                [${DEFAULT_PORT}]
+  --drain-timeout S    on SIGINT/SIGTERM, seconds to finish in-flight replies       [${DEFAULT_DRAIN_TIMEOUT / 1000}]
   --idle-timeout S     close sessions silent both ways for S seconds (0 = never)   [0]
   --frame-timeout S    close a session whose started frame is not complete
-                       within S seconds (slow-drip peers; 0 = never)               [30]
+                       within S seconds (slow-drip peers; 0 = never)               [${DEFAULT_FRAME_TIMEOUT / 1000}]
   --max-connections N  sessions open at once; past it new connections are
-                       closed at once and logged                                   [10000]
+                       closed at once and logged                                   [${DEFAULT_MAX_CONNECTIONS}]
   --high-water-mark N  unsent bytes per session past which the server stops
-                       reading from that peer (backpressure)                       [65536]
-  --low-water-mark N   unsent bytes below which it reads again                     [32768]
+                       reading from that peer (backpressure)                       [${DEFAULT_HIGH_WATER_MARK}]
+  --low-water-mark N   unsent bytes below which it reads again                     [${defaultLowWaterMark(DEFAULT_HIGH_WATER_MARK)}]
   --hard-limit N       unsent bytes past which a push (not a reply) closes the
-                       session with slow-consumer                                  [1048576]
+                       session with slow-consumer                                  [${defaultHardLimit(DEFAULT_HIGH_WATER_MARK)}]
   --workers N          servers sharing the port (0 = one per core); each has its
                        own sessions. Threads with SO_REUSEPORT on Deno, processes
                        with SO_REUSEPORT on Bun (Linux), node:cluster on Node      [1]
