@@ -58,11 +58,16 @@ export interface FrameDecoderOptions {
  *
  * @param id Message id.
  * @param body Body bytes (a view; see {@link FrameDecoder} for its lifetime).
- * @param inChunk `true` when `body` is a view of the chunk given to
- *   `decode`, right after the frame's header in it (the whole frame was in
- *   that chunk); `false` when it was put together from several chunks.
  */
-export type FrameCallback = (id: number, body: Uint8Array, inChunk: boolean) => void;
+export type FrameCallback = (id: number, body: Uint8Array) => void;
+
+/**
+ * The session's own callback (internal, through {@link decodePlaced}): also
+ * told whether `body` is a view of the chunk given to `decode`, right after
+ * the frame's header in it (`inChunk`), or was put together from several
+ * chunks.
+ */
+export type PlacedFrameCallback = (id: number, body: Uint8Array, inChunk: boolean) => void;
 
 /**
  * Bodies larger than this are not allocated whole from the header alone: the
@@ -108,6 +113,7 @@ const BODY = 1;
 const EMPTY = new Uint8Array(0);
 
 let setRecycling: (decoder: FrameDecoder, options: FrameDecoderOptions) => void;
+let placedDecode: (decoder: FrameDecoder, chunk: Uint8Array, onFrame: PlacedFrameCallback) => void;
 
 /**
  * A two-state machine (`Head`, `Body(remaining)`) that turns a byte stream into
@@ -239,6 +245,7 @@ export class FrameDecoder {
       decoder.#recycle = options.recycleBodies === true;
       decoder.#reuseViews = decoder.#recycle && options.reuseViews === true;
     };
+    placedDecode = (decoder, chunk, onFrame) => decoder.#decodeGuarded(chunk, onFrame);
   }
 
   /**
@@ -285,6 +292,10 @@ export class FrameDecoder {
    * ```
    */
   decode(chunk: Uint8Array, onFrame: FrameCallback): void {
+    this.#decodeGuarded(chunk, onFrame);
+  }
+
+  #decodeGuarded(chunk: Uint8Array, onFrame: PlacedFrameCallback): void {
     this.#enter();
     try {
       this.#decode(chunk, onFrame);
@@ -367,7 +378,7 @@ export class FrameDecoder {
     this.#decoding = true;
   }
 
-  #decode(chunk: Uint8Array, onFrame: FrameCallback): void {
+  #decode(chunk: Uint8Array, onFrame: PlacedFrameCallback): void {
     // Bodies of the previous decode that were not released may still be in use.
     if (this.#lent.length > 0) this.#lent.length = 0;
     const headerSize = this.#headerSize;
@@ -536,4 +547,16 @@ export function recyclingDecoder(layout: FrameLayoutOptions | FrameLayout | unde
   const decoder = new FrameDecoder(layout);
   setRecycling(decoder, options);
   return decoder;
+}
+
+/**
+ * `decoder.decode(chunk, onFrame)`, with each frame's placement passed on
+ * (internal: the session's borrowed bodies; see {@link PlacedFrameCallback}).
+ *
+ * @param decoder The decoder.
+ * @param chunk Bytes as read from the stream.
+ * @param onFrame Called with each frame's id, body and placement.
+ */
+export function decodePlaced(decoder: FrameDecoder, chunk: Uint8Array, onFrame: PlacedFrameCallback): void {
+  placedDecode(decoder, chunk, onFrame);
 }

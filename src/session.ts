@@ -7,7 +7,7 @@
 import type { CloseReason } from "./close_reason.ts";
 import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import { FrameTooLargeError } from "./errors.ts";
-import { type FrameDecoder, recyclingDecoder } from "./frame_decoder.ts";
+import { decodePlaced, type FrameDecoder, recyclingDecoder } from "./frame_decoder.ts";
 import { writeField } from "./_header_fields.ts";
 import { givePooled, takePooled } from "./_buffer_pool.ts";
 import { ByteSlab } from "./_byte_slab.ts";
@@ -633,7 +633,7 @@ export class TransportSession implements Session {
     if (borrow) this.#receivedChunk = chunk;
     this.#chunkInBacklog = false;
     try {
-      this.#decoder.decode(chunk, this.#onFrame);
+      decodePlaced(this.#decoder, chunk, this.#onFrame);
     } catch (error) {
       if (error instanceof FrameTooLargeError) this.beginClose("frame-too-large", true, error);
       else this.beginClose("error", false, error instanceof Error ? error : new Error(String(error)));
