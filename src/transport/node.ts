@@ -89,6 +89,16 @@ interface OnRead {
  */
 const READS_VIA_ONREAD = typeof process.versions.bun !== "string" && typeof process.versions.deno !== "string";
 
+/**
+ * What every socket reads into until its first read: Node takes a read
+ * buffer from `onread.buffer()` when it makes a socket, so a buffer of its
+ * own would cost an idle connection 4 KiB. libuv reads one socket at a time
+ * and calls back at once, and the callback copies the bytes out before
+ * returning, so one buffer serves them all. It is no larger than a fresh
+ * {@link ReadRegions}' first region (4 KiB), which the copy goes into.
+ */
+const FIRST_READ = new Uint8Array(4 * 1024);
+
 /** A write request of Node's `stream_wrap` binding, as `node:net` fills it in. */
 interface WriteRequest {
   handle: StreamHandle;
@@ -210,17 +220,32 @@ class NodeConnection implements Connection {
    */
   #spareRequest: WriteRequest | undefined;
 
-  /** Reads for a socket about to be created, into regions of its own. */
+  /**
+   * Reads for a socket about to be created, into regions of its own once it
+   * has read: until then into {@link FIRST_READ}, which every socket shares.
+   */
   static reads(): SocketReads {
     const regions = new ReadRegions();
+    let hasRead = false;
     const reads: SocketReads = {
       regions,
       connection: undefined,
       onread: READS_VIA_ONREAD
         ? {
-          buffer: () => regions.take(),
+          // Node asks for a buffer when it makes the socket and after each read.
+          buffer: () => hasRead ? regions.take() : FIRST_READ,
           callback: (bytesRead, region) => {
-            reads.connection!.#onRead(regions.filled(region, bytesRead));
+            let chunk: Uint8Array;
+            if (region === FIRST_READ) {
+              // Copied out before returning: the next socket's read reuses FIRST_READ.
+              hasRead = true;
+              const own = regions.take();
+              own.set(FIRST_READ.subarray(0, bytesRead));
+              chunk = regions.filled(own, bytesRead);
+            } else {
+              chunk = regions.filled(region, bytesRead);
+            }
+            reads.connection!.#onRead(chunk);
             return true; // pause() stops reading itself
           },
         }
