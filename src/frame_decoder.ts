@@ -62,14 +62,6 @@ export interface FrameDecoderOptions {
 export type FrameCallback = (id: number, body: Uint8Array) => void;
 
 /**
- * The session's own callback (internal, through {@link decodePlaced}): also
- * told whether `body` is a view of the chunk given to `decode`, right after
- * the frame's header in it (`inChunk`), or was put together from several
- * chunks.
- */
-export type PlacedFrameCallback = (id: number, body: Uint8Array, inChunk: boolean) => void;
-
-/**
  * Bodies larger than this are not allocated whole from the header alone: the
  * buffer starts at this size and doubles as bytes arrive, so a peer cannot make
  * the decoder reserve a huge body it never sends. Only reachable with 4-byte
@@ -113,7 +105,6 @@ const BODY = 1;
 const EMPTY = new Uint8Array(0);
 
 let setRecycling: (decoder: FrameDecoder, options: FrameDecoderOptions) => void;
-let placedDecode: (decoder: FrameDecoder, chunk: Uint8Array, onFrame: PlacedFrameCallback) => void;
 
 /**
  * A two-state machine (`Head`, `Body(remaining)`) that turns a byte stream into
@@ -245,7 +236,6 @@ export class FrameDecoder {
       decoder.#recycle = options.recycleBodies === true;
       decoder.#reuseViews = decoder.#recycle && options.reuseViews === true;
     };
-    placedDecode = (decoder, chunk, onFrame) => decoder.#decodeGuarded(chunk, onFrame);
   }
 
   /**
@@ -292,10 +282,6 @@ export class FrameDecoder {
    * ```
    */
   decode(chunk: Uint8Array, onFrame: FrameCallback): void {
-    this.#decodeGuarded(chunk, onFrame);
-  }
-
-  #decodeGuarded(chunk: Uint8Array, onFrame: PlacedFrameCallback): void {
     this.#enter();
     try {
       this.#decode(chunk, onFrame);
@@ -378,7 +364,7 @@ export class FrameDecoder {
     this.#decoding = true;
   }
 
-  #decode(chunk: Uint8Array, onFrame: PlacedFrameCallback): void {
+  #decode(chunk: Uint8Array, onFrame: FrameCallback): void {
     // Bodies of the previous decode that were not released may still be in use.
     if (this.#lent.length > 0) this.#lent.length = 0;
     const headerSize = this.#headerSize;
@@ -419,7 +405,7 @@ export class FrameDecoder {
           this.#pooled = undefined;
         }
         this.#state = HEAD;
-        onFrame(this.#id, body, false);
+        onFrame(this.#id, body);
         continue;
       }
 
@@ -452,7 +438,7 @@ export class FrameDecoder {
           }
           frame++;
           pos += length;
-          onFrame(id, body, true);
+          onFrame(id, body);
           continue;
         }
       } else {
@@ -468,7 +454,7 @@ export class FrameDecoder {
         length = readField(this.#head, idBytes, lengthBytes, little);
         if (length > this.#maxBody) throw new FrameTooLargeError(length, this.#maxBody);
         if (length === 0) {
-          onFrame(id, new Uint8Array(0), false);
+          onFrame(id, new Uint8Array(0));
           continue;
         }
       }
@@ -547,16 +533,4 @@ export function recyclingDecoder(layout: FrameLayoutOptions | FrameLayout | unde
   const decoder = new FrameDecoder(layout);
   setRecycling(decoder, options);
   return decoder;
-}
-
-/**
- * `decoder.decode(chunk, onFrame)`, with each frame's placement passed on
- * (internal: the session's borrowed bodies; see {@link PlacedFrameCallback}).
- *
- * @param decoder The decoder.
- * @param chunk Bytes as read from the stream.
- * @param onFrame Called with each frame's id, body and placement.
- */
-export function decodePlaced(decoder: FrameDecoder, chunk: Uint8Array, onFrame: PlacedFrameCallback): void {
-  placedDecode(decoder, chunk, onFrame);
 }

@@ -75,9 +75,7 @@ export interface ServerOptions extends FrameLayoutOptions, SessionOptions {
    * the CPU of a 4 KiB echo. (On Node and Deno the next read goes into the same
    * bytes; on Bun, which allocates every chunk itself, chunks of up to 128 KiB
    * are copied into reused memory, and bodies split across chunks are
-   * reassembled in reused memory.) A reply that is the request's
-   * own frame (same id, the lent body itself, as an echo) is then sent
-   * straight from the received chunk, without a copy. A frame that arrives
+   * reassembled in reused memory.) A frame that arrives
    * in reused memory where an earlier one lay, with the same length, gets
    * that frame's body object again (holding the new bytes): a kept body may
    * change under you. `tlvkit serve` sets it: its handlers keep nothing.

@@ -7,7 +7,7 @@
 import type { CloseReason } from "./close_reason.ts";
 import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import { FrameTooLargeError } from "./errors.ts";
-import { decodePlaced, type FrameDecoder, recyclingDecoder } from "./frame_decoder.ts";
+import { type FrameDecoder, recyclingDecoder } from "./frame_decoder.ts";
 import { writeField } from "./_header_fields.ts";
 import { givePooled, takePooled } from "./_buffer_pool.ts";
 import { ByteSlab } from "./_byte_slab.ts";
@@ -409,34 +409,9 @@ export class TransportSession implements Session {
 
   /** The pooled buffer of the flush the transport is still writing. */
   #inFlight: Uint8Array | undefined;
-  /**
-   * With `borrowBodies`, while a chunk is decoded and its replies flushed: the
-   * chunk, whose bytes a reply may be sent from as they are (see `#inPlace`).
-   */
-  #receivedChunk: Uint8Array | undefined;
-  /** The last flush was sent from the received chunk and the transport still holds it. */
-  #chunkInBacklog = false;
-  /** A chunk nothing refers to but the transport's backlog: handed back once that is empty. */
-  #heldChunk: Uint8Array | undefined;
-
-  /**
-   * With `borrowBodies`, the frames that lay wholly in the received chunk, in
-   * order: their body views and ids, which `#inPlace` matches replies
-   * against. Forgotten once the chunk is done with, so no body outlives it here.
-   */
-  #cutBodies: Uint8Array[] = [];
-  #cutIds: number[] = [];
-  #cutCount = 0;
 
   readonly #flushTask = (): void => this.#flush();
-  readonly #onFrame = (id: number, body: Uint8Array, inChunk: boolean): void => {
-    if (inChunk && this.#receivedChunk !== undefined) {
-      const index = this.#cutCount++;
-      this.#cutBodies[index] = body;
-      this.#cutIds[index] = id;
-    }
-    this.#dispatch(id, body);
-  };
+  readonly #onFrame = (id: number, body: Uint8Array): void => this.#dispatch(id, body);
 
   /**
    * @param connection The transport connection; the session starts it.
@@ -630,10 +605,8 @@ export class TransportSession implements Session {
     const wasInFrame = this.#decoder.inFrame;
     const borrow = this.#options.borrowBodies;
     this.#receiving = true;
-    if (borrow) this.#receivedChunk = chunk;
-    this.#chunkInBacklog = false;
     try {
-      decodePlaced(this.#decoder, chunk, this.#onFrame);
+      this.#decoder.decode(chunk, this.#onFrame);
     } catch (error) {
       if (error instanceof FrameTooLargeError) this.beginClose("frame-too-large", true, error);
       else this.beginClose("error", false, error instanceof Error ? error : new Error(String(error)));
@@ -651,32 +624,14 @@ export class TransportSession implements Session {
     }
     // Every reply the chunk's handlers gave at once leaves in one write, now.
     this.#flushReceived();
-    this.#receivedChunk = undefined;
-    if (this.#cutCount > 0) this.#forgetCut();
     // Borrowed bodies: once every handler is done and every reply copied out,
     // nothing refers to the chunk or to the decoder's reassembly buffers.
     if (!borrow || this.#queued > 0 || this.#pipeline.length > 0) return false;
     this.#decoder.releaseBodies();
-    if (!this.#chunkInBacklog) return true;
-    // Replies sent from the chunk itself are still in the transport's
-    // backlog: hand the chunk back once that is empty.
-    this.#chunkInBacklog = false;
-    this.#heldChunk = chunk;
-    return false;
+    return true;
   }
 
-  /** The received chunk is done with: let go of its frames' bodies. */
-  #forgetCut(): void {
-    const count = this.#cutCount;
-    this.#cutCount = 0;
-    if (count > KEPT_QUEUE_LENGTH) {
-      // A chunk of many small frames: let its arrays go.
-      this.#cutBodies = [];
-      this.#cutIds = [];
-    } else {
-      for (let i = 0; i < count; i++) this.#cutBodies[i] = EMPTY;
-    }
-  }
+
 
   /** After a chunk: flush what its handlers queued, unless a flush is scheduled or a drain awaited. */
   #flushReceived(): void {
@@ -809,11 +764,7 @@ export class TransportSession implements Session {
     }
   }
 
-  /**
-   * Write every queued frame in one buffer: a copy into a slab region or a
-   * pooled buffer, or, when the frames already lie in the received chunk as
-   * they would be written, that stretch of the chunk itself.
-   */
+  /** Write every queued frame in one buffer: a copy into a slab region or a pooled buffer. */
   #flush(): void {
     this.#flushScheduled = false;
     if (this.#waitingDrain || this.#state === CLOSED || this.#queued === 0) return;
@@ -823,12 +774,9 @@ export class TransportSession implements Session {
     const connection = this.#connection;
     const size = this.#queueBytes;
     if (connection.backlog === 0) this.#backlogEmpty();
-    const inPlace = this.#receivedChunk === undefined ? undefined : this.#inPlace(count, size);
     let pooled: Uint8Array | undefined;
     let out: Uint8Array;
-    if (inPlace !== undefined) {
-      out = inPlace;
-    } else if (size > SLAB_FLUSH_MAX && this.#inFlight === undefined) {
+    if (size > SLAB_FLUSH_MAX && this.#inFlight === undefined) {
       pooled = takePooled(size);
       out = pooled.length === size ? pooled : new Uint8Array(pooled.buffer, pooled.byteOffset, size);
     } else {
@@ -840,19 +788,15 @@ export class TransportSession implements Session {
     const lengthBytes = this.#lengthBytes;
     const little = this.#littleEndian;
     let offset = 0;
-    if (inPlace !== undefined) {
-      for (let i = 0; i < count; i++) bodies[i] = EMPTY;
-    } else {
-      for (let i = 0; i < count; i++) {
-        const body = bodies[i]!;
-        bodies[i] = EMPTY; // keep no received chunk alive
-        const length = body.length;
-        writeField(out, offset, idBytes, ids[i]!, little);
-        writeField(out, offset + idBytes, lengthBytes, length, little);
-        offset += headerSize;
-        if (length !== 0) out.set(body, offset);
-        offset += length;
-      }
+    for (let i = 0; i < count; i++) {
+      const body = bodies[i]!;
+      bodies[i] = EMPTY; // keep no received chunk alive
+      const length = body.length;
+      writeField(out, offset, idBytes, ids[i]!, little);
+      writeField(out, offset + idBytes, lengthBytes, length, little);
+      offset += headerSize;
+      if (length !== 0) out.set(body, offset);
+      offset += length;
     }
     this.counters.framesOut += count;
     this.counters.bytesOut += out.length;
@@ -868,64 +812,21 @@ export class TransportSession implements Session {
     if (connection.backlog === 0) {
       // The transport holds no reference to anything it was given.
       if (pooled !== undefined) givePooled(pooled);
-      else if (inPlace === undefined) outputSlab.reclaim(out);
+      else outputSlab.reclaim(out);
       this.#backlogEmpty();
     } else if (pooled !== undefined) {
       this.#inFlight = pooled;
-    } else if (inPlace !== undefined) {
-      this.#chunkInBacklog = true;
     }
     this.#updateReading();
     this.#maybeFinishClosing();
   }
 
-  /**
-   * The queued frames as they already are in the received chunk, if they are:
-   * each body the view the decoder cut from the chunk for a request, replied
-   * under that request's id (so the header before it in the chunk holds the
-   * reply's id and length: an echo, or any reply of a request's own body under
-   * its own id), for requests one after the other. Then the flush sends that
-   * stretch of the chunk (the bytes the copy would write) and copies nothing.
-   * Matched by identity against the frames recorded in `#onFrame`: no read of
-   * `.buffer` (a call into the runtime on V8) or of the header bytes per frame.
-   */
-  #inPlace(count: number, size: number): Uint8Array | undefined {
-    const cutCount = this.#cutCount;
-    if (count > cutCount) return undefined;
-    const cutBodies = this.#cutBodies;
-    const cutIds = this.#cutIds;
-    const bodies = this.#bodies;
-    const ids = this.#ids;
-    const first = bodies[0]!;
-    // The first reply's request: usually the chunk's first frame, or the next.
-    let k = 0;
-    while (k < cutCount && cutBodies[k] !== first) k++;
-    if (k + count > cutCount) return undefined;
-    for (let i = 0; i < count; i++) {
-      if (bodies[i] !== cutBodies[k + i] || ids[i] !== cutIds[k + i]) return undefined;
-    }
-    // Frames wholly in one chunk lie back to back: the stretch starts at the
-    // first one's header. Often it is the whole chunk: then no new view.
-    const chunk = this.#receivedChunk!;
-    const start = first.byteOffset - this.#headerSize;
-    if (start === chunk.byteOffset && size === chunk.length) return chunk;
-    return new Uint8Array(chunk.buffer, start, size);
-  }
-
-  /**
-   * The transport's backlog is 0: the pooled buffer it was writing is ours
-   * again, and a chunk held for replies sent from it goes back to the transport.
-   */
+  /** The transport's backlog is 0: the pooled buffer it was writing is ours again. */
   #backlogEmpty(): void {
     const pooled = this.#inFlight;
     if (pooled !== undefined) {
       this.#inFlight = undefined;
       givePooled(pooled);
-    }
-    const chunk = this.#heldChunk;
-    if (chunk !== undefined) {
-      this.#heldChunk = undefined;
-      this.#connection.release?.(chunk);
     }
   }
 
@@ -1003,7 +904,6 @@ export class TransportSession implements Session {
     this.#clearTimers();
     // Left to the garbage collector: an aborted transport may not be done with it.
     this.#inFlight = undefined;
-    this.#heldChunk = undefined;
     this.#queued = 0;
     this.#ids = [];
     this.#bodies = [];

@@ -285,17 +285,16 @@ function checkRound(
     verified = count;
   };
   const headerSize = layout.idBytes + layout.lengthBytes;
-  // The chunk being decoded, for the callback's inChunk check (decode API only).
+  // The chunk being decoded, for the zero-copy check (decode API only).
   let current: { chunk: Uint8Array; start: number } | undefined;
-  const onFrame = (id: number, body: Uint8Array, inChunk?: boolean): void => {
+  const onFrame = (id: number, body: Uint8Array): void => {
     const frame = model.frames[delivered.length];
     if (current !== undefined && frame !== undefined) {
-      // inChunk: exactly when the whole frame lay in this chunk, and then the body is its view there.
+      // A frame wholly in this chunk is given as the chunk's view at its place, not a copy.
       const { chunk, start } = current;
       const whole = frame.end - frame.body.length - headerSize >= start && frame.end <= start + chunk.length;
-      if (inChunk !== whole) fail(`frame ${delivered.length}: inChunk ${inChunk} for a frame ${whole ? "" : "not "}wholly in the chunk`);
-      if (inChunk && (body.buffer !== chunk.buffer || body.byteOffset !== chunk.byteOffset + frame.end - body.length - start)) {
-        fail(`frame ${delivered.length}: inChunk body is not the chunk's view at the frame's place`);
+      if (whole && (body.buffer !== chunk.buffer || body.byteOffset !== chunk.byteOffset + frame.end - body.length - start)) {
+        fail(`frame ${delivered.length}: a body wholly in the chunk is not the chunk's view at the frame's place`);
       }
     }
     delivered.push({ id, body, copy: body.slice() });

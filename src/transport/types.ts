@@ -10,10 +10,9 @@
  *   reused or overwritten by the adapter, so frames decoded as views of it stay
  *   valid for as long as they are referenced, unless `onData` returns `true`
  *   (the receiver kept no reference), or until the receiver hands it back
- *   later with `release` (replies sent straight from the chunk have left the
- *   backlog): then the adapter may read into the same memory again (Node's and
- *   Deno's do, and Bun's copies chunks into memory it reuses, all but the
- *   largest: see its module doc).
+ *   later with `release`: then the adapter may read into the same memory
+ *   again (Node's and Deno's do, and Bun's copies chunks into memory it
+ *   reuses, all but the largest: see its module doc).
  * - **`write` takes the whole buffer.** Whatever the OS does not take at once
  *   (Deno's and Bun's writes may be partial) the adapter keeps and sends, in
  *   order, before anything written later. The caller must not modify the buffer
