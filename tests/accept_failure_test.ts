@@ -55,12 +55,18 @@ describe("acceptFailureKind", () => {
   });
 });
 
+/** A server on {@link failingTransport} that keeps its log lines (debug up) and the errors given to onError. */
+async function failingServer() {
+  const { transport, fail } = failingTransport();
+  const lines: string[] = [];
+  const errors: Error[] = [];
+  const server = await serve({ port: 0, transport, logger: createLogger("debug", (line) => lines.push(line)), onError: (error) => errors.push(error) });
+  return { server, fail, lines, errors };
+}
+
 describe("Server on accept failures", () => {
   it("counts a peer gone before its accept, logs it at debug only and does not call onError", async () => {
-    const { transport, fail } = failingTransport();
-    const lines: string[] = [];
-    const errors: Error[] = [];
-    const server = await serve({ port: 0, transport, logger: createLogger("debug", (line) => lines.push(line)), onError: (error) => errors.push(error) });
+    const { server, fail, lines, errors } = await failingServer();
     try {
       for (let i = 0; i < 5; i++) fail(peerGoneError("127.0.0.1", 4242));
       fail(socketError("accept on", "127.0.0.1", 4242, "ECONNABORTED", new Error("aborted")));
@@ -77,10 +83,7 @@ describe("Server on accept failures", () => {
   });
 
   it("counts other failures, logs them as errors at a bounded rate and passes each to onError", async () => {
-    const { transport, fail } = failingTransport();
-    const lines: string[] = [];
-    const errors: Error[] = [];
-    const server = await serve({ port: 0, transport, logger: createLogger("debug", (line) => lines.push(line)), onError: (error) => errors.push(error) });
+    const { server, fail, lines, errors } = await failingServer();
     try {
       for (let i = 0; i < 3; i++) fail(socketError("accept on", "127.0.0.1", 4242, "EMFILE", new Error("EMFILE")));
       fail(new Error("something else"));
