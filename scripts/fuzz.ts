@@ -93,6 +93,8 @@ async function main(): Promise<number> {
       `${stats.pushesAccepted} pushes queued / ${stats.pushesRefused} refused, ${stats.roundsPaused} rounds paused, ` +
       `${stats.gracefulEnds} graceful FINs checked; first close reasons: ${reasons}`,
   );
+  // The same seeds give the same fingerprint unless the session's observable behaviour changed.
+  console.log(`session behaviour fingerprint: ${stats.fingerprint.toString(16).padStart(8, "0")}`);
   return 0;
 }
 

@@ -688,6 +688,14 @@ export interface SessionFuzzStats {
   gracefulEnds: number;
   /** First close reason decided, per reason. */
   reasons: Record<string, number>;
+  /**
+   * A hash (FNV-1a) of what the session showed after every step: state,
+   * queued bytes, pending requests, frames written, the transport's ended,
+   * aborted and paused flags and pause calls, close reports, first reason and
+   * frames received. Equal for the same seed before and after a change that
+   * should not change behaviour.
+   */
+  fingerprint: number;
 }
 
 /** A fresh, zeroed {@link SessionFuzzStats}. */
@@ -704,7 +712,22 @@ export function sessionFuzzStats(): SessionFuzzStats {
     roundsPaused: 0,
     gracefulEnds: 0,
     reasons: {},
+    fingerprint: 0x811c9dc5,
   };
+}
+
+/** Fold `text` into an FNV-1a hash. */
+function fnv1a(hash: number, text: string): number {
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return hash;
+}
+
+/** What a step left observable, for {@link SessionFuzzStats.fingerprint}. */
+function observation(round: Round): string {
+  const { session, connection } = round;
+  return `${session.state} ${session.queuedBytes} ${session.pendingRequests} ${round.written.length} ` +
+    `${connection.ended} ${connection.aborted} ${connection.paused} ${connection.pauseCalls} ` +
+    `${round.closedCalls.length} ${round.firstReason} ${session.counters.framesIn};`;
 }
 
 /** Close reasons an owner may pass to `beginClose` (server shutdown mostly). */
@@ -835,6 +858,7 @@ export async function fuzzSession(seed: number, rounds: number, stats?: SessionF
         if (round.closed && ++afterClose > 3) break;
         await step(round, s);
         round.check(`after step ${s} (${round.log[round.log.length - 1]})`);
+        if (stats !== undefined) stats.fingerprint = fnv1a(stats.fingerprint, observation(round));
       }
       // Drive it to closure, then let every handler finish.
       round.log.push("final transport close");
@@ -846,6 +870,7 @@ export async function fuzzSession(seed: number, rounds: number, stats?: SessionF
       await macrotask();
       await macrotask();
       round.check("after the handlers finished");
+      if (stats !== undefined) stats.fingerprint = fnv1a(stats.fingerprint, observation(round));
       if (round.closedCalls.length !== 1) throw new Violation(`closed reported ${round.closedCalls.length} times in the end`);
       if (stats !== undefined) {
         stats.rounds++;
