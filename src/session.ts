@@ -208,10 +208,39 @@ export const SERVER_ROLE: SessionRole = { pauseReadingOnBackpressure: true };
 /** The client side of a connection. */
 export const CLIENT_ROLE: SessionRole = { pauseReadingOnBackpressure: false };
 
-const OPEN = 0;
-const CLOSING = 1;
-const CLOSED = 2;
-const STATE_NAMES: readonly SessionState[] = ["open", "closing", "closed"];
+/**
+ * Where a session is in its life. Only {@link TransportSession}'s `#enter`
+ * changes it, and only along {@link NEXT}:
+ *
+ * ```text
+ * open ─ beginClose (graceful) ─▶ draining ──── replies owed sent, FIN ───▶ lingering ──┐
+ *  │ └── halfClose ────────────▶ halfClosing ── replies owed sent, FIN ───▶ halfClosed ─┤
+ *  └────────────────── the transport closed (from any state) ──────────────────────────┴─▶ closed
+ * ```
+ *
+ * - `open`: reading, dispatching and sending.
+ * - `draining`: closing; the replies owed are still sent, input is discarded.
+ * - `lingering`: FIN sent; input is discarded until the peer closes or the
+ *   linger timeout passes.
+ * - `halfClosing`, `halfClosed`: the same two steps of a client's
+ *   `halfClose`, but the peer's frames are still dispatched (it waits for its
+ *   replies).
+ * - `closed`: the transport closed; nothing happens any more.
+ *
+ * An abort (a non-graceful close, the linger or the stall timer) is asked of
+ * the transport, whose `onClose` then moves the session to `closed`.
+ */
+type Lifecycle = "open" | "draining" | "lingering" | "halfClosing" | "halfClosed" | "closed";
+
+/** The transitions allowed out of each state (see {@link Lifecycle}). */
+const NEXT: Readonly<Record<Lifecycle, readonly Lifecycle[]>> = {
+  open: ["draining", "halfClosing", "closed"],
+  draining: ["lingering", "closed"],
+  halfClosing: ["halfClosed", "closed"],
+  lingering: ["closed"],
+  halfClosed: ["closed"],
+  closed: [],
+};
 
 let nextSessionId = 1;
 
@@ -365,7 +394,7 @@ export class TransportSession implements Session {
   readonly #lengthBytes: number;
   readonly #littleEndian: boolean;
 
-  #state = OPEN;
+  #state: Lifecycle = "open";
   #reason: CloseReason | undefined;
   #closeError: Error | undefined;
 
@@ -391,9 +420,6 @@ export class TransportSession implements Session {
   #readingPaused = false;
   #overHighWater = false;
   #appPaused = false;
-  #endSent = false;
-  /** While closing, go on decoding and dispatching (a client's half-close). */
-  #keepReading = false;
   #lingerTimer: TimerHandle | undefined;
   /** When a byte last moved either way (clock time); kept only with an idle timeout. */
   #lastActivity = 0;
@@ -458,7 +484,8 @@ export class TransportSession implements Session {
   }
 
   get state(): SessionState {
-    return STATE_NAMES[this.#state]!;
+    const state = this.#state;
+    return state === "open" || state === "closed" ? state : "closing";
   }
 
   get closeReason(): CloseReason | undefined {
@@ -477,7 +504,7 @@ export class TransportSession implements Session {
   send(id: number, body: Uint8Array | string): boolean {
     const bytes = typeof body === "string" ? encodeUtf8(body) : body;
     this.#check(id, bytes);
-    if (this.#state !== OPEN) return false;
+    if (this.#state !== "open") return false;
     if (this.queuedBytes + this.#headerSize + bytes.length > this.#options.hardLimit) {
       this.beginClose("slow-consumer", false);
       return false;
@@ -500,7 +527,7 @@ export class TransportSession implements Session {
    */
   enqueueUnbounded(id: number, body: Uint8Array): boolean {
     this.#check(id, body);
-    if (this.#state !== OPEN) return false;
+    if (this.#state !== "open") return false;
     this.#enqueue(id, body);
     return !this.#overHighWater;
   }
@@ -519,9 +546,7 @@ export class TransportSession implements Session {
    * linger timeout passes).
    */
   halfClose(): void {
-    if (this.#state !== OPEN) return;
-    this.#keepReading = true;
-    this.beginClose("closed-by-app", true);
+    if (this.#state === "open") this.#beginClose("halfClosing", "closed-by-app", true);
   }
 
   /** Stop reading from the peer until {@link TransportSession.resumeReading} (client-side flow control). */
@@ -543,15 +568,18 @@ export class TransportSession implements Session {
    * graceful close in progress.
    */
   beginClose(reason: CloseReason, graceful: boolean, error?: Error): void {
-    if (this.#state === CLOSED) return;
-    if (this.#state === CLOSING) {
-      if (!graceful) this.#connection.abort();
+    this.#beginClose("draining", reason, graceful, error);
+  }
+
+  /** {@link TransportSession.beginClose}, into `draining` or (for `halfClose`) `halfClosing`. */
+  #beginClose(next: "draining" | "halfClosing", reason: CloseReason, graceful: boolean, error?: Error): void {
+    if (this.#state !== "open") {
+      if (!graceful && this.#state !== "closed") this.#connection.abort();
       return;
     }
-    this.#state = CLOSING;
     this.#reason = reason;
     this.#closeError = error;
-    this.#clearTimers();
+    this.#enter(next);
     this.#owner.closing?.(this, reason, error);
     if (!graceful) {
       this.#connection.abort();
@@ -564,16 +592,63 @@ export class TransportSession implements Session {
       this.#connection.resume();
     }
     this.#maybeFinishClosing();
-    if (!this.#endSent && this.#state === CLOSING) this.#armStallTimer(this.#drains);
+    // Still draining (replies owed not all written): watch for a peer that does not read.
+    if ((this.#state as Lifecycle) === next) this.#armStallTimer(this.#drains);
+  }
+
+  /**
+   * Move to `next`, one of the states {@link NEXT} allows from here, and do
+   * what entering it means.
+   */
+  #enter(next: Lifecycle): void {
+    if (!NEXT[this.#state].includes(next)) throw new Error(`Session ${this.id}: no transition from ${this.#state} to ${next}`);
+    this.#state = next;
+    const clock = this.#options.clock;
+    switch (next) {
+      case "draining":
+      case "halfClosing":
+        // Idle and frame clocks stop; the stall timer starts once the caller has tried to flush.
+        this.#clearTimers();
+        break;
+      case "lingering":
+      case "halfClosed":
+        if (this.#stallTimer !== undefined) {
+          clock.clearTimeout(this.#stallTimer);
+          this.#stallTimer = undefined;
+        }
+        this.#connection.end();
+        this.#lingerTimer = clock.setTimeout(() => {
+          this.#lingerTimer = undefined;
+          this.#connection.abort();
+        }, this.#options.lingerTimeout);
+        break;
+      case "closed":
+        this.#clearTimers();
+        // Left to the garbage collector: an aborted transport may not be done with it.
+        this.#inFlight = undefined;
+        this.#queued = 0;
+        this.#ids = [];
+        this.#bodies = [];
+        this.#queueBytes = 0;
+        this.#pipeline = [];
+        break;
+    }
+  }
+
+  /** Frames from the peer are decoded and dispatched: open, or closing by `halfClose`. */
+  #dispatching(): boolean {
+    const state = this.#state;
+    return state === "open" || state === "halfClosing" || state === "halfClosed";
   }
 
   /** Queue a reply for `request`, keeping request order. */
   replyTo(request: SessionRequest, id: number, body: Uint8Array): boolean {
     this.#check(id, body);
-    if (this.#state === CLOSED) return false;
+    const state = this.#state;
+    if (state === "closed") return false;
     if (request.done) {
       // A late reply, after the handler finished: nothing is waiting for it.
-      if (this.#state !== OPEN && this.#endSent) return false;
+      if (state === "lingering" || state === "halfClosed") return false;
       this.#enqueue(id, body);
       return true;
     }
@@ -600,7 +675,7 @@ export class TransportSession implements Session {
     this.counters.bytesIn += chunk.length;
     if (this.#trackActivity) this.#lastActivity = this.#options.clock.now();
     // Closing: read and discard until the peer closes (unless half-closed by a client).
-    if (this.#state !== OPEN && !(this.#state === CLOSING && this.#keepReading)) return true;
+    if (!this.#dispatching()) return true;
     const framesBefore = this.counters.framesIn;
     const wasInFrame = this.#decoder.inFrame;
     const borrow = this.#options.borrowBodies;
@@ -614,7 +689,7 @@ export class TransportSession implements Session {
       this.#receiving = false;
     }
     // The frame clock runs only while open (a failed chunk has started closing).
-    if (this.#state === OPEN && this.#options.frameTimeout > 0) {
+    if (this.#state === "open" && this.#options.frameTimeout > 0) {
       if (!this.#decoder.inFrame) this.#frameStartedAt = undefined;
       else if (!wasInFrame || this.counters.framesIn !== framesBefore) {
         // A new frame started in this chunk.
@@ -641,7 +716,7 @@ export class TransportSession implements Session {
   #armIdleTimer(ms: number): void {
     this.#idleTimer = this.#options.clock.setTimeout(() => {
       this.#idleTimer = undefined;
-      if (this.#state !== OPEN) return;
+      if (this.#state !== "open") return;
       const idleFor = this.#options.clock.now() - this.#lastActivity;
       if (idleFor >= this.#options.idleTimeout) this.beginClose("idle-timeout", true);
       else this.#armIdleTimer(this.#options.idleTimeout - idleFor);
@@ -651,7 +726,7 @@ export class TransportSession implements Session {
   #armFrameTimer(ms: number): void {
     this.#frameTimer = this.#options.clock.setTimeout(() => {
       this.#frameTimer = undefined;
-      if (this.#state !== OPEN || this.#frameStartedAt === undefined) return;
+      if (this.#state !== "open" || this.#frameStartedAt === undefined) return;
       if (this.#readingPaused) {
         // We stopped reading (backpressure): the peer is not dripping; restart the clock.
         this.#frameStartedAt = this.#options.clock.now();
@@ -672,7 +747,7 @@ export class TransportSession implements Session {
   #armStallTimer(drainsBefore: number): void {
     this.#stallTimer = this.#options.clock.setTimeout(() => {
       this.#stallTimer = undefined;
-      if (this.#state !== CLOSING || this.#endSent) return;
+      if (this.#state !== "draining" && this.#state !== "halfClosing") return;
       if (this.#waitingDrain && this.#drains === drainsBefore) this.#connection.abort();
       else this.#armStallTimer(this.#drains);
     }, this.#options.lingerTimeout);
@@ -687,7 +762,7 @@ export class TransportSession implements Session {
   }
 
   #dispatch(id: number, body: Uint8Array): void {
-    if (this.#state !== OPEN && !(this.#state === CLOSING && this.#keepReading)) return;
+    if (!this.#dispatching()) return;
     this.counters.framesIn++;
     const request = new SessionRequest(this, id, body);
     let result: void | Promise<void>;
@@ -739,7 +814,7 @@ export class TransportSession implements Session {
     let released = 0;
     while (released < pipeline.length && pipeline[released]!.done) {
       const slot = pipeline[released]!;
-      if (this.#state !== CLOSED) {
+      if (this.#state !== "closed") {
         for (let i = 0; i < slot.ids.length; i++) this.#enqueue(slot.ids[i]!, slot.bodies[i]!);
       }
       released++;
@@ -750,7 +825,7 @@ export class TransportSession implements Session {
   }
 
   #enqueue(id: number, body: Uint8Array): void {
-    if (this.#state === CLOSED) return;
+    if (this.#state === "closed") return;
     const index = this.#queued++;
     this.#ids[index] = id;
     this.#bodies[index] = body;
@@ -767,7 +842,7 @@ export class TransportSession implements Session {
   /** Write every queued frame in one buffer: a copy into a slab region or a pooled buffer. */
   #flush(): void {
     this.#flushScheduled = false;
-    if (this.#waitingDrain || this.#state === CLOSED || this.#queued === 0) return;
+    if (this.#waitingDrain || this.#state === "closed" || this.#queued === 0) return;
     const count = this.#queued;
     const ids = this.#ids;
     const bodies = this.#bodies;
@@ -843,7 +918,7 @@ export class TransportSession implements Session {
   }
 
   #updateReading(): void {
-    if (this.#state !== OPEN) return;
+    if (this.#state !== "open") return;
     const queued = this.#queueBytes + this.#connection.backlog;
     if (!this.#overHighWater) {
       if (queued > this.#options.highWaterMark) this.#overHighWater = true;
@@ -863,26 +938,18 @@ export class TransportSession implements Session {
     }
   }
 
-  /** In `closing`: once every reply owed is queued and flushed, half-close and linger. */
+  /** Draining: once every reply owed is queued and flushed, half-close and linger. */
   #maybeFinishClosing(): void {
-    if (this.#state !== CLOSING || this.#endSent) return;
+    const state = this.#state;
+    if (state !== "draining" && state !== "halfClosing") return;
     if (this.#pipeline.length > 0 || this.#queued > 0) return;
-    this.#endSent = true;
-    if (this.#stallTimer !== undefined) {
-      this.#options.clock.clearTimeout(this.#stallTimer);
-      this.#stallTimer = undefined;
-    }
-    this.#connection.end();
-    this.#lingerTimer = this.#options.clock.setTimeout(() => {
-      this.#lingerTimer = undefined;
-      this.#connection.abort();
-    }, this.#options.lingerTimeout);
+    this.#enter(state === "draining" ? "lingering" : "halfClosed");
   }
 
   #onEnd(): void {
     // Closing already (a client's half-close included): the transport closes
     // once both sides have ended.
-    if (this.#state !== OPEN) return;
+    if (this.#state !== "open") return;
     // The peer will send nothing more; an unfinished frame can never complete.
     // It is reported with the close (never dropped silently), not answered.
     let leftover: Error | undefined;
@@ -895,20 +962,12 @@ export class TransportSession implements Session {
   }
 
   #onClose(error?: Error & { code?: string }): void {
-    if (this.#state === CLOSED) return;
-    if (this.#state === OPEN) {
+    if (this.#state === "closed") return;
+    if (this.#state === "open") {
       this.#reason = closeReasonOf(error);
       this.#closeError = error;
     }
-    this.#state = CLOSED;
-    this.#clearTimers();
-    // Left to the garbage collector: an aborted transport may not be done with it.
-    this.#inFlight = undefined;
-    this.#queued = 0;
-    this.#ids = [];
-    this.#bodies = [];
-    this.#queueBytes = 0;
-    this.#pipeline = [];
+    this.#enter("closed");
     this.#owner.closed(this, this.#reason!, this.#closeError);
   }
 }
