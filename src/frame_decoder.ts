@@ -161,8 +161,8 @@ export class FrameDecoder {
   readonly #wireLayout: boolean;
 
   #state: typeof HEAD | typeof BODY = HEAD;
-  /** Header bytes of a header split across chunks. */
-  readonly #head: Uint8Array;
+  /** Header bytes of a header split across chunks (made on the first such header). */
+  #head: Uint8Array = EMPTY;
   #headFill = 0;
   /** Id and length of the frame whose body is being collected. */
   #id = 0;
@@ -212,7 +212,6 @@ export class FrameDecoder {
     this.#headerSize = this.layout.headerSize;
     this.#maxBody = this.layout.maxBody;
     this.#wireLayout = this.#idBytes === 2 && this.#lengthBytes === 2 && !this.#littleEndian;
-    this.#head = new Uint8Array(this.#headerSize);
   }
 
   /** Bytes of an incomplete frame held by the decoder (header included). */
@@ -444,6 +443,7 @@ export class FrameDecoder {
       } else {
         // Header split across chunks: collect it in the small header buffer.
         const take = Math.min(headerSize - this.#headFill, end - pos);
+        if (this.#head === EMPTY) this.#head = new Uint8Array(headerSize);
         this.#head.set(chunk.subarray(pos, pos + take), this.#headFill);
         this.#copied += take;
         this.#headFill += take;

@@ -13,7 +13,7 @@ import { givePooled, takePooled } from "./_buffer_pool.ts";
 import { ByteSlab } from "./_byte_slab.ts";
 import { FrameEncoder } from "./frame_encoder.ts";
 import type { FrameLayout } from "./frame_layout.ts";
-import type { Connection, SocketAddress } from "./transport/types.ts";
+import type { Connection, ConnectionHandlers, SocketAddress } from "./transport/types.ts";
 import { decodeUtf8, encodeUtf8 } from "./_utf8.ts";
 import { DEFAULT_FRAME_TIMEOUT, DEFAULT_HIGH_WATER_MARK, DEFAULT_LINGER_TIMEOUT, defaultHardLimit, defaultLowWaterMark } from "./_defaults.ts";
 
@@ -475,13 +475,28 @@ export class TransportSession implements Session {
   start(): void {
     this.#lastActivity = this.#options.clock.now();
     if (this.#options.idleTimeout > 0) this.#armIdleTimer(this.#options.idleTimeout);
-    this.#connection.start({
-      onData: (chunk) => this.#onData(chunk),
-      onEnd: () => this.#onEnd(),
-      onDrain: () => this.#onDrain(),
-      onClose: (error) => this.#onClose(error),
-    });
+    this.#connection.start(new TransportSession.#Events(this));
   }
+
+  /** The connection's events, passed on to the session: one small object rather than four closures. */
+  static readonly #Events = class SessionEvents implements ConnectionHandlers {
+    readonly #session: TransportSession;
+    constructor(session: TransportSession) {
+      this.#session = session;
+    }
+    onData(chunk: Uint8Array): boolean {
+      return this.#session.#onData(chunk);
+    }
+    onEnd(): void {
+      this.#session.#onEnd();
+    }
+    onDrain(): void {
+      this.#session.#onDrain();
+    }
+    onClose(error?: Error & { code?: string }): void {
+      this.#session.#onClose(error);
+    }
+  };
 
   get state(): SessionState {
     const state = this.#state;
