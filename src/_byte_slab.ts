@@ -7,7 +7,8 @@
  * it over a slab. The last region handed out can be given back with
  * {@link ByteSlab.reclaim} once nothing refers to it, so a caller that is done
  * with its buffer at once (a write the OS took whole) reuses the same bytes
- * every time. Private to the codec and the session.
+ * every time, and the same view of them when it takes as many again (one
+ * object fewer per use). Private to the codec, the session and the adapters.
  *
  * @module
  */
@@ -21,6 +22,8 @@ export class ByteSlab {
   /** The last region `take` carved from the slab, and where it starts. */
   #last: Uint8Array | undefined;
   #lastStart = 0;
+  /** The region given back last, handed out again for a take of its size at its place. */
+  #reclaimed: Uint8Array | undefined;
 
   /**
    * @param slabSize Bytes per slab.
@@ -42,7 +45,12 @@ export class ByteSlab {
       this.#offset = 0;
     }
     const start = this.#offset;
-    const region = new Uint8Array(this.#slab.buffer, start, length);
+    const reclaimed = this.#reclaimed;
+    this.#reclaimed = undefined;
+    const region = reclaimed !== undefined && reclaimed.byteOffset === start && reclaimed.length === length &&
+        reclaimed.buffer === this.#slab.buffer
+      ? reclaimed
+      : new Uint8Array(this.#slab.buffer, start, length);
     this.#offset = start + ((length + 7) & ~7);
     this.#last = region;
     this.#lastStart = start;
@@ -76,6 +84,7 @@ export class ByteSlab {
     if (region !== this.#last) return false;
     this.#offset = this.#lastStart;
     this.#last = undefined;
+    this.#reclaimed = region;
     return true;
   }
 }

@@ -37,6 +37,19 @@ describe("ByteSlab", () => {
     assert.ok(first.every((byte) => byte === 1), "the older region is untouched");
   });
 
+  it("hands out the same view again for the same bytes once it is reclaimed", () => {
+    const slab = new ByteSlab(256, 64);
+    const first = slab.take(16);
+    assert.equal(slab.reclaim(first), true);
+    assert.equal(slab.take(16), first, "same size, same place: the same object");
+    assert.equal(slab.reclaim(first), true);
+    const longer = slab.take(24);
+    assert.notEqual(longer, first, "another size gets a view of its own");
+    assert.ok(sameMemory(longer, first));
+    const held = slab.take(16);
+    assert.notEqual(held, first, "a region not reclaimed is never handed out again");
+  });
+
   it("trims the last region and gives its tail to the next take", () => {
     const slab = new ByteSlab(256, 64);
     const region = slab.take(48);
