@@ -12,19 +12,19 @@ function read(regions: ReadRegions, amount: number | "all", fill = 1): Uint8Arra
 }
 
 describe("ReadRegions", () => {
-  it("starts at 4 KiB and doubles while reads fill their region, up to 64 KiB", () => {
+  it("starts at 512 bytes and doubles while reads fill their region, up to 64 KiB", () => {
     const regions = new ReadRegions();
     const sizes: number[] = [];
-    for (let i = 0; i < 9; i++) {
+    for (let i = 0; i < 12; i++) {
       const region = regions.take();
       sizes.push(region.length);
       regions.filled(region, region.length);
     }
-    // The fifth region is what was left of a 64 KiB slab after the fourth.
-    assert.deepEqual(sizes, [4096, 8192, 16384, 32768, 32768, 65536, 65536, 65536, 65536]);
+    // The eighth region is what was left of a 64 KiB slab after the two before.
+    assert.deepEqual(sizes, [512, 1024, 2048, 4096, 8192, 16384, 32768, 16384, 65536, 65536, 65536, 65536]);
   });
 
-  it("shrinks the read size back to 4 KiB when reads come back small", () => {
+  it("shrinks the read size back to 512 bytes when reads come back small", () => {
     const regions = new ReadRegions();
     for (let i = 0; i < 6; i++) read(regions, "all");
     const sizes: number[] = [];
@@ -33,9 +33,9 @@ describe("ReadRegions", () => {
       sizes.push(region.length);
       regions.filled(region, 10);
     }
-    assert.ok(sizes[0]! > 4096, "grown first");
+    assert.ok(sizes[0]! > 512, "grown first");
     for (let i = 1; i < sizes.length; i++) assert.ok(sizes[i]! <= sizes[i - 1]!, `never grows on small reads: ${sizes}`);
-    assert.equal(sizes.at(-1), 4096);
+    assert.equal(sizes.at(-1), 512);
   });
 
   it("never hands out bytes of a chunk that was not released, and reuses a released one", () => {

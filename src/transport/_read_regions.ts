@@ -9,10 +9,12 @@
  * fresh memory costs the runtime an allocation and a collection per chunk
  * (docs/performance.md#buffers-and-memory).
  *
- * The read size adapts between 4 KiB and 64 KiB (it doubles when a read fills
- * its region and halves when reads come back small), and a slab is sized from
- * it (room for four reads, at most 64 KiB), so an idle connection, its one
- * read pending at the minimum size, holds 4 KiB instead of 64.
+ * The read size adapts between 512 bytes and 64 KiB (it doubles when a read
+ * fills its region and halves when reads come back small), and a slab is
+ * sized from it (room for four reads, at most 64 KiB), so an idle connection,
+ * its one read pending at the minimum size, holds 512 bytes instead of 64 KiB.
+ * A burst that arrives on such a connection takes a few more reads while the
+ * size doubles (docs/performance.md#idle-sessions).
  *
  * Only one read may be pending per connection: take a region, read into it,
  * then call {@link ReadRegions.filled} (or {@link ReadRegions.release}) before
@@ -26,7 +28,7 @@ const SLAB_SIZE = 64 * 1024;
 /** A new slab is taken when less than this remains (and less than a read wants). */
 const SLAB_REFILL_BELOW = 16 * 1024;
 /** Smallest and initial read size. */
-const MIN_READ = 4 * 1024;
+const MIN_READ = 512;
 /** Largest read size. */
 const MAX_READ = 64 * 1024;
 
