@@ -244,6 +244,15 @@ const NEXT: Readonly<Record<Lifecycle, readonly Lifecycle[]>> = {
 
 let nextSessionId = 1;
 
+/** The sessions of one layout share its encoder: it keeps no state between calls. */
+const encoders = new WeakMap<FrameLayout, FrameEncoder>();
+
+function encoderFor(layout: FrameLayout): FrameEncoder {
+  let encoder = encoders.get(layout);
+  if (encoder === undefined) encoders.set(layout, encoder = new FrameEncoder(layout));
+  return encoder;
+}
+
 /**
  * Small flushes are carved from shared 64 KiB slabs. A region the transport
  * kept (a backlog) is never rewritten, so it may hold it as long as it needs;
@@ -263,6 +272,9 @@ const SLAB_FLUSH_MAX = 4096;
 
 /** Fills released send-queue slots. */
 const EMPTY = new Uint8Array(0);
+
+/** The pipeline of a session whose handlers have all finished at once so far. */
+const NO_SLOTS: ReplySlot[] = Object.freeze([]) as unknown as ReplySlot[];
 
 /** Send-queue arrays longer than this are replaced after a flush instead of kept. */
 const KEPT_QUEUE_LENGTH = 1024;
@@ -415,8 +427,8 @@ export class TransportSession implements Session {
   /** Inside `#onData`: replies queued now are flushed when it returns, not in a microtask. */
   #receiving = false;
 
-  /** Requests still running or waiting for earlier ones, in arrival order. */
-  #pipeline: ReplySlot[] = [];
+  /** Requests still running or waiting for earlier ones, in arrival order (made on the first). */
+  #pipeline: ReplySlot[] = NO_SLOTS;
   #readingPaused = false;
   #overHighWater = false;
   #appPaused = false;
@@ -463,7 +475,7 @@ export class TransportSession implements Session {
     // and Bun for the chunks it copies).
     const reuseViews = options.borrowBodies && typeof connection.release === "function";
     this.#decoder = recyclingDecoder(layout, { recycleBodies: options.borrowBodies, reuseViews });
-    this.#encoder = new FrameEncoder(layout);
+    this.#encoder = encoderFor(layout);
     this.#headerSize = layout.headerSize;
     this.#idBytes = layout.idBytes;
     this.#lengthBytes = layout.lengthBytes;
@@ -645,7 +657,7 @@ export class TransportSession implements Session {
         this.#ids = [];
         this.#bodies = [];
         this.#queueBytes = 0;
-        this.#pipeline = [];
+        this.#pipeline = NO_SLOTS;
         break;
     }
   }
@@ -674,7 +686,7 @@ export class TransportSession implements Session {
         return true;
       }
       slot = request.slot = new ReplySlot();
-      this.#pipeline.push(slot);
+      this.#hold(slot);
     }
     slot.ids.push(id);
     slot.bodies.push(body);
@@ -791,7 +803,7 @@ export class TransportSession implements Session {
     if (result !== undefined && typeof (result as Promise<void>).then === "function") {
       if (request.slot === undefined) {
         request.slot = new ReplySlot();
-        this.#pipeline.push(request.slot);
+        this.#hold(request.slot);
         if (this.#pipeline.length >= this.#options.maxPendingRequests) this.#updateReading();
       }
       (result as Promise<void>).then(
@@ -804,6 +816,12 @@ export class TransportSession implements Session {
     } else {
       this.#settle(request);
     }
+  }
+
+  /** Hold `slot`'s replies in the pipeline until the requests before it are done. */
+  #hold(slot: ReplySlot): void {
+    if (this.#pipeline === NO_SLOTS) this.#pipeline = [];
+    this.#pipeline.push(slot);
   }
 
   #handlerFailed(error: unknown, request: SessionRequest): void {

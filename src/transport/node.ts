@@ -54,7 +54,7 @@ import cluster from "node:cluster";
 import * as net from "node:net";
 import process from "node:process";
 import { getSystemErrorName } from "node:util";
-import { ReadRegions } from "./_read_regions.ts";
+import { MIN_READ, ReadRegions } from "./_read_regions.ts";
 import { socketAddress } from "./_socket_address.ts";
 import { peerGoneError } from "./_accept_failure.ts";
 import { errorCode, socketError } from "./_socket_error.ts";
@@ -95,9 +95,9 @@ const READS_VIA_ONREAD = typeof process.versions.bun !== "string" && typeof proc
  * own would cost an idle connection 4 KiB. libuv reads one socket at a time
  * and calls back at once, and the callback copies the bytes out before
  * returning, so one buffer serves them all. It is no larger than a fresh
- * {@link ReadRegions}' first region (4 KiB), which the copy goes into.
+ * {@link ReadRegions}' first region, which the copy goes into.
  */
-const FIRST_READ = new Uint8Array(4 * 1024);
+const FIRST_READ = new Uint8Array(MIN_READ);
 
 /** A write request of Node's `stream_wrap` binding, as `node:net` fills it in. */
 interface WriteRequest {
