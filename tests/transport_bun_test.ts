@@ -298,6 +298,37 @@ describe("Bun transport adapter", () => {
       }
     });
 
+    it("ends the delivery of events from before start at a handler that throws, closing with its error", { skip: BUN_ONLY }, async () => {
+      const { client, clientRec, server } = await harness.unstartedPair();
+      client.write(new TextEncoder().encode("before start"));
+      client.end();
+      await sleep(50);
+      const rec = new Recorder();
+      const oops = new Error("handler failed");
+      rec.throwOnData = oops;
+      server.start(rec);
+      await within(rec.closed.promise, 5000, "close");
+      assert.deepEqual(rec.events, ["data", "close"], "no end after the handler threw");
+      assert.equal(rec.closeError, oops);
+      await within(clientRec.closed.promise, 5000, "client close");
+      assert.equal(rec.closes, 1);
+    });
+
+    it("reports the error of a handler that throws at start, before a close that came before start", { skip: BUN_ONLY }, async () => {
+      const { client, server } = await harness.unstartedPair();
+      client.write(new TextEncoder().encode("before start"));
+      await sleep(50);
+      server.abort();
+      const rec = new Recorder();
+      const oops = new Error("handler failed");
+      rec.throwOnData = oops;
+      server.start(rec);
+      await within(rec.closed.promise, 5000, "close");
+      assert.deepEqual(rec.events, ["data", "close"]);
+      assert.equal(rec.closeError, oops);
+      client.abort();
+    });
+
     it("reports the bound address of a listener on localhost and closes it twice", { skip: BUN_ONLY }, async () => {
       const local = await harness.transport.listen({ host: "localhost", port: 0 }, (connection) => connection.abort());
       assert.match(local.address.host, /^(127\.0\.0\.1|::1)$/);
