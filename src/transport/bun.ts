@@ -28,21 +28,22 @@
  * - **Small chunks are copied into memory the connection reuses.** A chunk
  *   of up to 2 KiB (many small frames, typically) is copied into the
  *   connection's own buffer while that buffer is free (`onData` returned
- *   `true`, or `release` handed its last chunk back), so that the decoder
+ *   `true` for the last chunk copied there), so that the decoder
  *   can give frames at the same places the same body objects again instead
  *   of cutting a view per frame (`reuseViews`), as on Node and Deno
  *   (docs/performance.md#bun).
  * - **Medium chunks are copied into memory all connections share.** A chunk
  *   of over 2 KiB and up to 128 KiB is copied into one buffer that every
- *   connection of the thread uses in turn, while no connection holds it (the
- *   last one copied there was handed back, as above), for the same reason.
+ *   connection of the thread uses in turn, while no connection holds it
+ *   (`onData` returned `true` for the last one copied there, as above), for
+ *   the same reason.
  *   One buffer for all stays in the caches where one per connection did not:
  *   copying 16 KiB chunks into per-connection buffers cost a 4 KiB echo more
  *   than the four views each saved, and into the shared one it saves more
  *   than it costs (docs/performance.md#bun). While a connection holds it (an
- *   async handler still has a body, or a reply waits in the backlog), other
- *   chunks are handed on as they came; a connection that closes holding it
- *   leaves it to that holder and the next chunk gets new shared memory.
+ *   async handler still has a body), other chunks are handed on as they
+ *   came; a connection holds it until it closes, then leaves it to its
+ *   receiver, and the next chunk gets new shared memory.
  *   Larger chunks are always handed on as they came.
  * - **Half-close.** Sockets are created with `allowHalfOpen` (otherwise Bun
  *   closes both ways on the peer's FIN). `socket.end()` closes the whole socket
@@ -177,7 +178,7 @@ class ReadMemory {
     return last !== undefined && last.length === size ? last : (this.#chunk = new Uint8Array(memory.buffer, 0, size));
   }
 
-  /** `connection` hands `chunk` back: free again if that is the chunk it holds here. */
+  /** `onData` returned `true` for `chunk`: free again if that is the chunk `connection` holds here. */
   release(connection: BunConnection, chunk: Uint8Array): void {
     if (this.#holder === connection && this.#chunk === chunk) this.#holder = undefined;
   }
@@ -290,11 +291,6 @@ class BunConnection implements Connection {
 
   setNoDelay(noDelay: boolean): void {
     if (this.#state !== CLOSED) this.#socket.setNoDelay(noDelay);
-  }
-
-  release(chunk: Uint8Array): void {
-    this.#ownMemory.release(this, chunk);
-    sharedMemory.release(this, chunk);
   }
 
   /**

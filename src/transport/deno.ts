@@ -268,10 +268,6 @@ class DenoConnection implements Connection {
     }
   }
 
-  release(chunk: Uint8Array): void {
-    if (this.#state !== CLOSED) this.#regions.release(chunk);
-  }
-
   /**
    * Take `step` in the close sequence: `false` when it changes nothing. Both
    * FINs (`ENDED`) close the connection; reaching `CLOSED` closes the Deno
