@@ -67,8 +67,6 @@ class MemoryConnection implements Connection {
   abort(): void {
     this.handlers?.onClose();
   }
-  /** Present, so that the session lets the decoder reuse views (chunks here are never read into). */
-  release(_chunk: Uint8Array): void {}
   pause(): void {}
   resume(): void {}
   setNoDelay(): void {}

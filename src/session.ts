@@ -470,11 +470,12 @@ export class TransportSession implements Session {
     this.remote = connection.remote;
     this.#owner = owner;
     this.#options = options;
-    // A transport that takes chunks back reads the next one into the same
-    // memory: frames there can get the same body objects again (Node, Deno,
-    // and Bun for the chunks it copies).
-    const reuseViews = options.borrowBodies && typeof connection.release === "function";
-    this.#decoder = recyclingDecoder(layout, { recycleBodies: options.borrowBodies, reuseViews });
+    // Borrowed bodies: onData hands chunks back, and the transport may read
+    // the next one into the same memory, where frames can get the same body
+    // objects again (Node, Deno, and Bun for the chunks it copies; the
+    // decoder tells such memory from fresh itself).
+    const borrow = options.borrowBodies;
+    this.#decoder = recyclingDecoder(layout, { recycleBodies: borrow, reuseViews: borrow });
     this.#encoder = encoderFor(layout);
     this.#headerSize = layout.headerSize;
     this.#idBytes = layout.idBytes;

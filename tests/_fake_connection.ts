@@ -75,20 +75,6 @@ export class FakeConnection implements Connection {
     }
   }
 
-  /** Chunks handed back with `release`, in order. */
-  readonly released: Uint8Array[] = [];
-  /** Called for each chunk handed back (a test overwrites it, as an adapter reading into it would). */
-  onRelease: ((chunk: Uint8Array) => void) | undefined;
-
-  release(chunk: Uint8Array): void {
-    if (this.closeEvents > 0) {
-      this.callsAfterClose++;
-      return;
-    }
-    this.released.push(chunk);
-    this.onRelease?.(chunk);
-  }
-
   get backlog(): number {
     return this.pending;
   }

@@ -151,7 +151,6 @@ class Round {
    */
   readonly #readMemory = new ArrayBuffer(4096);
   #readMemoryFree = true;
-  #lastChunk: Uint8Array | undefined;
   /** Bytes generated so far (delivered or not). */
   generated = 0;
   fed = 0;
@@ -216,15 +215,6 @@ class Round {
       { ...resolveSessionOptions({ ...this.options, clock: this.clock }), borrowBodies: this.options.borrowBodies },
       owner,
     );
-    // A chunk handed back later (its replies, sent from it, have left the
-    // backlog) is overwritten too, as an adapter reading into it again would.
-    this.connection.onRelease = (chunk) => {
-      chunk.fill(0xee);
-      this.log.push(`chunk of ${chunk.length} bytes released and overwritten`);
-      // Only the last chunk delivered may be read into again (the adapters' rule),
-      // and only the memory it lies in: a fresh chunk frees nothing here.
-      if (chunk === this.#lastChunk && chunk.buffer === this.#readMemory) this.#readMemoryFree = true;
-    };
     this.session.start();
   }
 
@@ -557,7 +547,6 @@ class Round {
     } else {
       chunk = this.pendingInput.slice(0, cut);
     }
-    this.#lastChunk = chunk;
     this.pendingInput = this.pendingInput.slice(cut);
     const before = this.fed;
     this.fed += chunk.length;

@@ -41,16 +41,10 @@ export class Recorder implements ConnectionHandlers {
   reusedChunks = 0;
   /**
    * When set, `onData` records a copy of each chunk and writes the chunk
-   * itself back on this connection (as a session sends an echo straight from
-   * the chunk); a chunk still in the backlog is handed back with `release`
-   * once `onDrain` finds the backlog empty.
+   * itself back on this connection; it returns `true` when the backlog is
+   * empty at once, and keeps the chunk (returns nothing) otherwise.
    */
   echoVia: Connection | undefined;
-  /** With `echoVia`: chunks handed back with `release`, and how many of them were read into again. */
-  releasedChunks = 0;
-  reusedAfterRelease = 0;
-  #held: Uint8Array | undefined;
-  #released: Uint8Array | undefined;
   #previous: Uint8Array | undefined;
   readonly closed = deferred();
   readonly gotEnd = deferred();
@@ -62,13 +56,9 @@ export class Recorder implements ConnectionHandlers {
     this.events.push("data");
     const echo = this.echoVia;
     if (echo !== undefined) {
-      const released = this.#released;
-      if (released?.buffer === chunk.buffer && released.byteOffset === chunk.byteOffset) this.reusedAfterRelease++;
-      this.#released = undefined;
       this.chunks.push(chunk.slice());
       echo.write(chunk);
       if (echo.backlog === 0) return true;
-      this.#held = chunk;
       return;
     }
     if (!this.copyAndRelease) {
@@ -96,13 +86,6 @@ export class Recorder implements ConnectionHandlers {
   onDrain(): void {
     if (this.closes > 0) this.eventsAfterClose++;
     this.drains++;
-    const held = this.#held;
-    if (held !== undefined && this.echoVia!.backlog === 0) {
-      this.#held = undefined;
-      this.#released = held;
-      this.releasedChunks++;
-      this.echoVia!.release?.(held);
-    }
     this.drained.resolve();
   }
   onClose(error?: CodedError): void {

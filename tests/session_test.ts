@@ -496,7 +496,6 @@ describe("Session", () => {
       h.connection.drain(); // sends "1:a"; the session then writes "2:b"
       h.connection.drain();
       assert.deepEqual(h.sent(), ["1:a", "2:b"]);
-      assert.equal(h.connection.released.length, 0, "a chunk kept for a queued reply is never handed back");
 
       const slow = harness(async (request) => {
         await turn();
@@ -519,7 +518,6 @@ describe("Session", () => {
       chunk.fill(0xee); // the adapter reads into it again
       h.connection.drain();
       assert.deepEqual(h.sent(), ["1:a", "2:bb", "3:"]);
-      assert.equal(h.connection.released.length, 0, "nothing to hand back later");
     });
 
     it("copies replies whose bodies are views of the chunk, whatever their id, length or place", () => {
@@ -550,7 +548,6 @@ describe("Session", () => {
         h.connection.drain();
       }
       assert.deepEqual(h.sent(), ["9:one", "2:tw", "3:ix", "4:four", "5:four", "5:five", "6:ab", "6:ab"]);
-      assert.equal(h.connection.released.length, 0);
     });
 
     it("never sends from the chunk without borrowBodies", () => {

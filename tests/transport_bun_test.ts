@@ -4,11 +4,52 @@ import { detectRuntime } from "../src/transport/detect.ts";
 import type { Connection } from "../src/transport/types.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
 import { concat, pattern } from "./_bytes.ts";
-import { assertHandlerErrorCloses, type CodedError, type Pair, Recorder, TransportHarness } from "./_transport_harness.ts";
+import { assertHandlerErrorCloses, type CodedError, Recorder, TransportHarness } from "./_transport_harness.ts";
 
 const ON_BUN = detectRuntime() === "bun";
 /** Why the Bun-only cases are skipped elsewhere; `false` runs them. */
 const BUN_ONLY: string | false = ON_BUN ? false : `the Bun adapter needs the Bun global; this is ${detectRuntime()}`;
+
+/** What a connection started with {@link recordChunks} received. */
+interface Chunks {
+  /** Each chunk as `onData` got it, and a copy made then. */
+  arrived: Array<{ chunk: Uint8Array; copy: Uint8Array }>;
+  bytes: number;
+  /** `onData` keeps the chunk (returns nothing) while set, and returns `true` otherwise. */
+  keep: boolean;
+}
+
+/** Start `server` with handlers that record every chunk. */
+function recordChunks(server: Connection): Chunks {
+  const chunks: Chunks = { arrived: [], bytes: 0, keep: true };
+  server.start({
+    onData(chunk) {
+      chunks.arrived.push({ chunk, copy: chunk.slice() });
+      chunks.bytes += chunk.length;
+      return chunks.keep ? undefined : true;
+    },
+    onEnd() {},
+    onDrain() {},
+    onClose() {},
+  });
+  return chunks;
+}
+
+/** Send `size` bytes of pattern `seed` and return the one chunk they arrived in, checking what it held on arrival. */
+async function send(client: Connection, chunks: Chunks, size: number, seed: number): Promise<Uint8Array> {
+  const total = chunks.bytes + size;
+  client.write(pattern(size, seed));
+  await until(() => chunks.bytes === total, 5000, `chunk ${seed}`);
+  const { chunk, copy } = chunks.arrived.at(-1)!;
+  assert.equal(chunk.length, size, `chunk ${seed} arrived in one piece`);
+  assert.deepEqual(copy, pattern(size, seed), `chunk ${seed} held what was sent when onData ran`);
+  return chunk;
+}
+
+/** `a` and `b` lie at the same place in the same memory. */
+function sameMemory(a: Uint8Array, b: Uint8Array): boolean {
+  return a.buffer === b.buffer && a.byteOffset === b.byteOffset;
+}
 
 describe("Bun transport adapter", () => {
   it("refuses to load where there is no Bun global", { skip: ON_BUN ? "the Bun global is present here" : false }, async () => {
@@ -136,129 +177,63 @@ describe("Bun transport adapter", () => {
       await assertHandlerErrorCloses(harness);
     });
 
-    it("keeps each chunk intact until onData returns true or release hands it back, then copies later ones into its memory", { skip: BUN_ONLY }, async () => {
-      const { client, server } = await harness.unstartedPair();
-      const arrived: Array<{ chunk: Uint8Array; copy: Uint8Array }> = [];
-      let bytes = 0;
-      let keep = true;
-      server.start({
-        onData(chunk) {
-          arrived.push({ chunk, copy: chunk.slice() });
-          bytes += chunk.length;
-          return keep ? undefined : true;
-        },
-        onEnd() {},
-        onDrain() {},
-        onClose() {},
-      });
-      const send = async (size: number, seed: number): Promise<Uint8Array> => {
-        const total = bytes + size;
-        client.write(pattern(size, seed));
-        await until(() => bytes === total, 5000, `chunk ${seed}`);
-        const { chunk, copy } = arrived.at(-1)!;
-        assert.equal(chunk.length, size, `chunk ${seed} arrived in one piece`);
-        assert.deepEqual(copy, pattern(size, seed), `chunk ${seed} held what was sent when onData ran`);
-        return chunk;
-      };
-      const same = (a: Uint8Array, b: Uint8Array): boolean => a.buffer === b.buffer && a.byteOffset === b.byteOffset;
+    it("keeps each chunk intact unless onData returns true, and copies chunks into its memory only while that is free", { skip: BUN_ONLY }, async () => {
       // 1,000 bytes: copied into the connection's own memory; 3,000: into the memory connections share.
       for (const [size, base] of [[1000, 0], [3000, 100]] as const) {
-        keep = true;
-        const kept: Uint8Array[] = [];
-        for (let i = 0; i < 10; i++) kept.push(await send(size, base + i));
-        await sleep(20);
-        kept.forEach((chunk, i) => assert.deepEqual(chunk, pattern(size, base + i), `kept chunk ${i} of ${size} bytes is intact`));
+        const { client, server } = await harness.unstartedPair();
+        const chunks = recordChunks(server);
+        chunks.keep = false;
+        let previous = await send(client, chunks, size, base);
         // Plain Uint8Arrays, as on the other runtimes (binaryType "uint8array"; the default would give Buffers).
-        for (const chunk of kept) assert.equal(Object.getPrototypeOf(chunk), Uint8Array.prototype);
-
-        for (const chunk of kept) server.release!(chunk);
-        const again = await send(size, base + 10);
-        assert.ok(kept.some((chunk) => same(chunk, again)), `a ${size}-byte chunk is copied into memory handed back with release`);
-
-        keep = false;
-        server.release!(again);
-        let previous = await send(size, base + 11);
-        assert.ok(same(previous, again), "and into the memory of a chunk handed back after it was kept");
-        for (let i = 12; i < 20; i++) {
-          const chunk = await send(size, base + i);
-          assert.ok(same(chunk, previous), `onData returned true: chunk ${i} of ${size} bytes is copied where the one before lay`);
+        assert.equal(Object.getPrototypeOf(previous), Uint8Array.prototype);
+        for (let i = 1; i < 10; i++) {
+          const chunk = await send(client, chunks, size, base + i);
+          assert.ok(sameMemory(chunk, previous), `onData returned true: chunk ${i} of ${size} bytes is copied where the one before lay`);
           previous = chunk;
         }
-        // Chunks never handed back keep their bytes whatever came after.
-        kept.forEach((chunk, i) => {
-          if (!same(chunk, again)) assert.deepEqual(chunk, pattern(size, base + i), `kept chunk ${i} is intact at the end`);
-        });
+        chunks.keep = true;
+        const kept = [await send(client, chunks, size, base + 10)];
+        assert.ok(sameMemory(kept[0]!, previous), "copied into the free memory once more");
+        chunks.keep = false;
+        for (let i = 11; i < 20; i++) kept.push(await send(client, chunks, size, base + i));
+        await sleep(20);
+        kept.forEach((chunk, i) => assert.deepEqual(chunk, pattern(size, base + 10 + i), `chunk ${10 + i} of ${size} bytes is intact`));
+        assert.ok(kept.slice(1).every((chunk) => !sameMemory(chunk, kept[0]!)), "nothing is copied over the chunk onData kept");
+        client.abort();
+        server.abort();
       }
-      client.abort();
-      server.abort();
     });
 
-    /**
-     * Send `size` bytes of pattern `seed` from the client and return the chunk
-     * the server side received them in (its recorder keeps every chunk:
-     * onData returns nothing, so nothing is handed back unless a test does).
-     */
-    const deliver = async (pair: Pair, size: number, seed: number): Promise<Uint8Array> => {
-      const total = pair.serverRec.bytes + size;
-      pair.client.write(pattern(size, seed));
-      await until(() => pair.serverRec.bytes === total, 5000, `chunk ${seed}`);
-      return pair.serverRec.chunks.at(-1)!;
-    };
-
-    it("reads a small chunk into the memory of a kept one only once release hands that one back", { skip: BUN_ONLY }, async () => {
-      const pair = await harness.pair();
-      const { client, server } = pair;
-      const send = (seed: number): Promise<Uint8Array> => deliver(pair, 100, seed);
-      const first = await send(1);
-      const second = await send(2);
-      assert.notEqual(second.buffer, first.buffer, "a kept chunk's memory is not read into");
-      server.release!(second);
-      const third = await send(3);
-      assert.notEqual(third.buffer, first.buffer, "handing back a chunk other than the last one copied frees nothing");
-      server.release!(first);
-      const fourth = await send(4);
-      assert.equal(fourth.buffer, first.buffer, "the released chunk's memory is read into again");
-      assert.deepEqual(fourth, pattern(100, 4));
-      assert.deepEqual(second, pattern(100, 2));
-      assert.deepEqual(third, pattern(100, 3));
-      client.abort();
-      server.abort();
-    });
-
-    it("copies a medium chunk into memory the connections share, only while no connection holds it", { skip: BUN_ONLY }, async () => {
-      const a = await harness.pair();
-      const b = await harness.pair();
-      const send = (pair: Pair, seed: number): Promise<Uint8Array> => deliver(pair, 3000, seed);
-      const a1 = await send(a, 1);
-      const b1 = await send(b, 2);
+    it("copies a medium chunk into memory the connections share while no connection holds it, and new memory once its holder closes", { skip: BUN_ONLY }, async () => {
+      const a = await harness.unstartedPair();
+      const b = await harness.unstartedPair();
+      const aChunks = recordChunks(a.server);
+      const bChunks = recordChunks(b.server);
+      const a1 = await send(a.client, aChunks, 3000, 1);
+      const b1 = await send(b.client, bChunks, 3000, 2);
       assert.notEqual(b1.buffer, a1.buffer, "while one connection holds the shared memory, another's chunk comes as it came");
-      a.server.release!(a1);
-      const b2 = await send(b, 3);
-      assert.equal(b2.buffer, a1.buffer, "handed back: the next medium chunk of any connection is copied there");
-      assert.deepEqual(b2, pattern(3000, 3));
-      const a2 = await send(a, 4);
-      assert.notEqual(a2.buffer, b2.buffer, "held by the other connection now");
+      bChunks.keep = false;
+      const b2 = await send(b.client, bChunks, 3000, 3);
+      assert.notEqual(b2.buffer, a1.buffer, "and still does");
       // Closing while holding it leaves that memory to the holder: new memory for the next chunk.
-      b.server.abort();
-      b.client.abort();
-      await sleep(10);
-      a.server.release!(a2);
-      const a3 = await send(a, 5);
-      assert.notEqual(a3.buffer, b2.buffer, "a closed holder's memory is never copied into again");
-      assert.deepEqual(b2, pattern(3000, 3), "the closed holder's chunk keeps its bytes");
-      assert.deepEqual([a1, b1, a2, a3], [pattern(3000, 3), pattern(3000, 2), pattern(3000, 4), pattern(3000, 5)]);
-      a.server.release!(a3);
-      const a4 = await send(a, 6);
-      assert.equal(a4.buffer, a3.buffer, "the new shared memory is used in turn as before");
-      a.client.abort();
       a.server.abort();
+      a.client.abort();
+      await sleep(10);
+      const b3 = await send(b.client, bChunks, 3000, 4);
+      const b4 = await send(b.client, bChunks, 3000, 5);
+      assert.ok(b3.buffer !== a1.buffer && b3.buffer !== b2.buffer, "new shared memory");
+      assert.equal(b4.buffer, b3.buffer, "used in turn as before");
+      assert.deepEqual(a1, pattern(3000, 1), "the closed holder's chunk keeps its bytes");
+      assert.deepEqual(b1, pattern(3000, 2));
+      b.client.abort();
+      b.server.abort();
     });
 
     it("copies a deep pipeline's chunk of over 32 KiB into the shared memory too", { skip: BUN_ONLY }, async () => {
-      const pair = await harness.pair();
-      const { client, server, serverRec } = pair;
-      const first = await deliver(pair, 3000, 1);
-      server.release!(first);
+      const { client, server } = await harness.unstartedPair();
+      const chunks = recordChunks(server);
+      chunks.keep = false;
+      const first = await send(client, chunks, 3000, 1);
       // Eight 4 KiB frames (32,800 bytes), read at once: paused while they
       // arrive, so one read takes them all. (Sixteen, 65,600 bytes, could pass
       // the receive window a fresh connection opens with.)
@@ -267,13 +242,13 @@ describe("Bun transport adapter", () => {
       client.write(pattern(size, 2));
       await until(() => client.backlog === 0, 5000, "the kernel took the pipeline");
       await sleep(50);
-      const before = serverRec.chunks.length;
+      const before = chunks.arrived.length;
       server.resume();
-      await until(() => serverRec.bytes === 3000 + size, 5000, "the pipeline");
-      const chunks = serverRec.chunks.slice(before);
-      assert.deepEqual(chunks.map((chunk) => chunk.length), [size], "one read");
-      assert.equal(chunks[0]!.buffer, first.buffer, "copied into the shared memory, not handed on as it came");
-      assert.deepEqual(chunks[0], pattern(size, 2));
+      await until(() => chunks.bytes === 3000 + size, 5000, "the pipeline");
+      const arrived = chunks.arrived.slice(before);
+      assert.deepEqual(arrived.map(({ chunk }) => chunk.length), [size], "one read");
+      assert.equal(arrived[0]!.chunk.buffer, first.buffer, "copied into the shared memory, not handed on as it came");
+      assert.deepEqual(arrived[0]!.copy, pattern(size, 2));
       client.abort();
       server.abort();
     });
@@ -296,6 +271,37 @@ describe("Bun transport adapter", () => {
       } finally {
         harness.unstarted = undefined;
       }
+    });
+
+    it("ends the delivery of events from before start at a handler that throws, closing with its error", { skip: BUN_ONLY }, async () => {
+      const { client, clientRec, server } = await harness.unstartedPair();
+      client.write(new TextEncoder().encode("before start"));
+      client.end();
+      await sleep(50);
+      const rec = new Recorder();
+      const oops = new Error("handler failed");
+      rec.throwOnData = oops;
+      server.start(rec);
+      await within(rec.closed.promise, 5000, "close");
+      assert.deepEqual(rec.events, ["data", "close"], "no end after the handler threw");
+      assert.equal(rec.closeError, oops);
+      await within(clientRec.closed.promise, 5000, "client close");
+      assert.equal(rec.closes, 1);
+    });
+
+    it("reports the error of a handler that throws at start, before a close that came before start", { skip: BUN_ONLY }, async () => {
+      const { client, server } = await harness.unstartedPair();
+      client.write(new TextEncoder().encode("before start"));
+      await sleep(50);
+      server.abort();
+      const rec = new Recorder();
+      const oops = new Error("handler failed");
+      rec.throwOnData = oops;
+      server.start(rec);
+      await within(rec.closed.promise, 5000, "close");
+      assert.deepEqual(rec.events, ["data", "close"]);
+      assert.equal(rec.closeError, oops);
+      client.abort();
     });
 
     it("reports the bound address of a listener on localhost and closes it twice", { skip: BUN_ONLY }, async () => {

@@ -287,6 +287,36 @@ describe("Deno transport adapter", () => {
       client.abort();
     });
 
+    it("delivers a drain from before start at start, and reports the error of a handler that throws there with the close", { skip: DENO_ONLY }, async () => {
+      const { client, clientRec, server } = await harness.unstartedPair();
+      assert.equal(server.write(new TextEncoder().encode("before start")), false);
+      await until(() => server.backlog === 0, 5000, "the write before start");
+      const rec = new Recorder();
+      server.start(rec);
+      assert.equal(rec.drains, 1, "delivered at start");
+      await until(() => clientRec.bytes === 12, 5000, "the bytes");
+
+      const other = await harness.unstartedPair();
+      other.server.write(new TextEncoder().encode("before start"));
+      await until(() => other.server.backlog === 0, 5000, "the write before start");
+      other.server.abort();
+      const events: string[] = [];
+      const oops = new Error("handler failed");
+      other.server.start({
+        onData: () => {},
+        onEnd: () => events.push("end"),
+        onDrain: () => {
+          events.push("drain");
+          throw oops;
+        },
+        onClose: (error) => events.push(`close ${error?.message}`),
+      });
+      assert.deepEqual(events, ["drain", "close handler failed"]);
+      client.abort();
+      server.abort();
+      other.client.abort();
+    });
+
     it("closes a listener twice, resolving both times, and refuses connections after", { skip: DENO_ONLY }, async () => {
       const extra = await harness.transport.listen({ host: HOST, port: 0 }, (connection) => connection.abort());
       const { port } = extra.address;

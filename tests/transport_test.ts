@@ -112,7 +112,7 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
       client.abort();
     });
 
-    it(`reads into a kept chunk again once release hands it back, sending what was written from it intact${feed.label}`, async () => {
+    it(`never reads into a chunk kept while it waits in the backlog, sending what was written from it intact${feed.label}`, async () => {
       const { client, clientRec, server, serverRec } = await harness.pair();
       serverRec.echoVia = server;
       const data = pattern(feed.scale * 512 * 1024, 19);
@@ -120,12 +120,6 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
       await until(() => serverRec.bytes === data.length && clientRec.bytes === data.length, 30000, "all bytes both ways");
       assert.deepEqual(serverRec.joined(), data);
       assert.deepEqual(clientRec.joined(), data, "each chunk written back from its own memory arrived intact");
-      // Deno's accepted connections read again only once their writes are done,
-      // so a chunk released at the drain is the next one read into.
-      if (harness.transport.runtime === "deno") {
-        assert.ok(serverRec.releasedChunks > 0, "chunks were handed back with release");
-        assert.ok(serverRec.reusedAfterRelease > 0, "a released chunk's memory was read into again");
-      }
       server.abort();
       client.abort();
     });

@@ -1,6 +1,7 @@
 /**
  * One way to describe socket failures across runtimes: an `Error` with a
- * system `code` and a message naming what failed and where. Pure; shared by the
+ * system `code` and a message naming what failed and where; and the ways the
+ * adapters pass on what a caller's handler threw. Pure; shared by the
  * adapters.
  *
  * @module
@@ -85,4 +86,30 @@ export function errorCode(error: unknown): string | undefined {
     default:
       return undefined;
   }
+}
+
+/** Give a socket error its `code` when the runtime left it out but it can be told. */
+export function withCode(error: Error): SocketError {
+  const socketErr: SocketError = error;
+  if (socketErr.code === undefined) {
+    const code = errorCode(error);
+    if (code !== undefined) socketErr.code = code;
+  }
+  return socketErr;
+}
+
+/** `value` as an `Error` (what a handler threw need not be one). */
+export function asError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}
+
+/**
+ * Throw `error` from a microtask, outside the runtime's socket callbacks and
+ * any promise chain: an uncaught exception, as on Node, never an unhandled
+ * rejection.
+ */
+export function rethrowAsync(error: unknown): void {
+  queueMicrotask(() => {
+    throw error;
+  });
 }

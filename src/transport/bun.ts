@@ -10,12 +10,13 @@
  *   `BunConnection`, lives in `socket.data`, set in `open`.
  * - **Partial writes are not buffered.** `socket.write` returns how many bytes
  *   it took (`0` when the kernel buffer is full, `-1` once closed) and drops the
- *   rest. The adapter keeps the untaken tails in a FIFO and resends them from
- *   the `drain` handler, in order, before anything written later; while a
- *   backlog exists new buffers only join the FIFO (no `socket.write` call each)
- *   and runs of small buffers are coalesced into one write on drain. Bun also
- *   fires `drain` when nothing was pending (right after `end`, for one), so
- *   `onDrain` fires only when a backlog reported by `write` has emptied.
+ *   rest. The adapter keeps the untaken rest in a {@link WriteQueue} and
+ *   resends it from the `drain` handler, in order, before anything written
+ *   later; while a backlog exists new buffers only join the queue (no
+ *   `socket.write` call each), and runs of small ones are merged into one
+ *   write on drain. Bun also fires `drain` when nothing was pending (right
+ *   after `end`, for one), so `onDrain` fires only when a backlog reported by
+ *   `write` has emptied.
  * - **Received chunks are fresh, and asked for as plain `Uint8Array`s.** Each
  *   `data` call brings new memory, never reused, so a chunk over 128 KiB is
  *   handed on without a copy (smaller ones: next two points). With
@@ -27,21 +28,22 @@
  * - **Small chunks are copied into memory the connection reuses.** A chunk
  *   of up to 2 KiB (many small frames, typically) is copied into the
  *   connection's own buffer while that buffer is free (`onData` returned
- *   `true`, or `release` handed its last chunk back), so that the decoder
+ *   `true` for the last chunk copied there), so that the decoder
  *   can give frames at the same places the same body objects again instead
  *   of cutting a view per frame (`reuseViews`), as on Node and Deno
  *   (docs/performance.md#bun).
  * - **Medium chunks are copied into memory all connections share.** A chunk
  *   of over 2 KiB and up to 128 KiB is copied into one buffer that every
- *   connection of the thread uses in turn, while no connection holds it (the
- *   last one copied there was handed back, as above), for the same reason.
+ *   connection of the thread uses in turn, while no connection holds it
+ *   (`onData` returned `true` for the last one copied there, as above), for
+ *   the same reason.
  *   One buffer for all stays in the caches where one per connection did not:
  *   copying 16 KiB chunks into per-connection buffers cost a 4 KiB echo more
  *   than the four views each saved, and into the shared one it saves more
  *   than it costs (docs/performance.md#bun). While a connection holds it (an
- *   async handler still has a body, or a reply waits in the backlog), other
- *   chunks are handed on as they came; a connection that closes holding it
- *   leaves it to that holder and the next chunk gets new shared memory.
+ *   async handler still has a body), other chunks are handed on as they
+ *   came; a connection holds it until it closes, then leaves it to its
+ *   receiver, and the next chunk gets new shared memory.
  *   Larger chunks are always handed on as they came.
  * - **Half-close.** Sockets are created with `allowHalfOpen` (otherwise Bun
  *   closes both ways on the peer's FIN). `socket.end()` closes the whole socket
@@ -82,9 +84,24 @@
 import process from "node:process";
 import type { BunApi, BunSocket, BunSocketHandler, BunTcpListener } from "./_bun_types.ts";
 import { peerGoneError } from "./_accept_failure.ts";
+import {
+  CLOSE,
+  CLOSED,
+  type CloseState,
+  type CloseStep,
+  END_CALLED,
+  FIN_OUT,
+  FIN_SENT,
+  nextState,
+  OPEN,
+  PEER_ENDED,
+  PEER_FIN,
+} from "./_close_sequence.ts";
+import { EarlyEvents } from "./_early_events.ts";
 import { runtimeGlobal } from "./_runtime_global.ts";
 import { socketAddress } from "./_socket_address.ts";
-import { errorCode, socketError, type SocketError } from "./_socket_error.ts";
+import { asError, errorCode, rethrowAsync, socketError, type SocketError, withCode } from "./_socket_error.ts";
+import { WriteQueue } from "./_write_queue.ts";
 import type {
   Connection,
   ConnectionHandlers,
@@ -99,15 +116,6 @@ import type {
 const Bun = runtimeGlobal<BunApi>("Bun");
 
 type Socket = BunSocket<BunConnection | undefined>;
-
-/** Events recorded before {@link Connection.start}: a data chunk or one of these tags. */
-const END = 0;
-const DRAIN = 1;
-const CLOSE = 2;
-type EarlyEvent = Uint8Array | typeof END | typeof DRAIN | typeof CLOSE;
-
-/** Backlogged buffers smaller than this are coalesced, up to this many bytes per write. */
-const COALESCE_LIMIT = 256 * 1024;
 
 /**
  * Chunks up to this size are copied into memory the connection reuses (see
@@ -170,68 +178,30 @@ class ReadMemory {
     return last !== undefined && last.length === size ? last : (this.#chunk = new Uint8Array(memory.buffer, 0, size));
   }
 
-  /** `connection` hands `chunk` back: free again if that is the chunk it holds here. */
+  /** `onData` returned `true` for `chunk`: free again if that is the chunk `connection` holds here. */
   release(connection: BunConnection, chunk: Uint8Array): void {
     if (this.#holder === connection && this.#chunk === chunk) this.#holder = undefined;
   }
 }
 
-/** The memory this thread's connections share; replaced when a holder closes (see `#finish`). */
+/** The memory this thread's connections share; replaced when a holder closes (see `#close`). */
 let sharedMemory = new ReadMemory(SHARED_MAX, SHARED_MAX);
-
-function asError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(String(value));
-}
-
-/** Throw `error` outside Bun's handlers and any promise chain: an uncaught exception, as on Node. */
-function rethrow(error: unknown): void {
-  queueMicrotask(() => {
-    throw error;
-  });
-}
-
-/** Give a socket error its `code` when the runtime left it out but it can be told. */
-function withCode(error: Error): SocketError {
-  const socketErr: SocketError = error;
-  if (socketErr.code === undefined) {
-    const code = errorCode(error);
-    if (code !== undefined) socketErr.code = code;
-  }
-  return socketErr;
-}
 
 class BunConnection implements Connection {
   readonly remote: SocketAddress;
   readonly local: SocketAddress;
   readonly #socket: Socket;
   #handlers: ConnectionHandlers | undefined;
-  #early: EarlyEvent[] = [];
+  /** Events before `start()`: data, end, drain, the close. */
+  readonly #early = new EarlyEvents();
+  /** How far it has closed (`_close_sequence.ts`). */
+  #state: CloseState = OPEN;
+  /** What `onClose` reports: an error from Bun, or what a handler threw. */
+  #closeError: SocketError | undefined;
   /** Where small chunks are copied to (its bytes allocated on the first one). */
   readonly #ownMemory = new ReadMemory(COPY_FIRST, COPY_MAX);
-  /** Bytes not yet taken by Bun, oldest first. */
-  #queue: Uint8Array[] = [];
-  #backlog = 0;
-  /** `write` returned `false`: fire `onDrain` once the backlog is empty. */
-  #wantDrain = false;
-  /** `end()` was called: FIN goes out once the backlog is written. */
-  #ending = false;
-  /** FIN was sent (`socket.shutdown()`). */
-  #finSent = false;
-  /** The peer's FIN was reported (Bun's `end` handler). */
-  #gotEnd = false;
-  /** Closed or aborted: methods are no-ops and socket events are swallowed. */
-  #closed = false;
-  /** A handler threw: the connection closes with that error. */
-  #failed = false;
-  /** Bun's close handler ran. */
-  #bunClosed = false;
-  /** Delivery of `onClose` is settled (queued or recorded). */
-  #finished = false;
-  #closeFired = false;
-  #endBeforeClose = false;
-  #closeError: SocketError | undefined;
-  /** An error reported by Bun's error handler, reported at close. */
-  #error: SocketError | undefined;
+  /** Bytes not yet taken by Bun. */
+  readonly #queue = new WriteQueue();
 
   constructor(socket: Socket, localHost: string) {
     this.#socket = socket;
@@ -258,7 +228,7 @@ class BunConnection implements Connection {
       },
       end(socket) {
         const connection = socket.data;
-        if (connection !== undefined) connection.#onEnd();
+        if (connection !== undefined && connection.#move(PEER_FIN)) connection.#emit("onEnd");
       },
       close(socket, error) {
         const connection = socket.data;
@@ -274,77 +244,78 @@ class BunConnection implements Connection {
   start(handlers: ConnectionHandlers): void {
     if (this.#handlers) throw new Error("Cannot start a connection twice");
     this.#handlers = handlers;
-    const early = this.#early;
-    this.#early = [];
-    const closedEarly = early.includes(CLOSE);
-    for (const event of early) {
-      if (event === CLOSE || this.#failed || (this.#closed && !closedEarly)) {
-        // A handler that threw, or called abort(), ends the replay; the close (queued here, or by
-        // #fail or abort() for a microtask) reports it.
-        if (closedEarly) this.#fireClose();
-        break;
-      }
-      if (event === END) this.#emitEnd(handlers);
-      else if (event === DRAIN) this.#emitDrain(handlers);
-      else this.#emitData(handlers, event);
-    }
+    this.#early.replay(() => this.#state === CLOSED, (error) => this.#fail(asError(error)));
   }
 
   get backlog(): number {
-    return this.#closed ? 0 : this.#backlog;
+    return this.#queue.backlog;
   }
 
   write(bytes: Uint8Array): boolean {
-    if (this.#closed || this.#ending) return false;
-    const length = bytes.length;
-    if (this.#backlog > 0) {
-      this.#queue.push(bytes);
-      this.#backlog += length;
-      this.#wantDrain = true;
+    // Ending or closed: a no-op.
+    if (this.#state > PEER_ENDED) return false;
+    const queue = this.#queue;
+    if (queue.backlog > 0) {
+      // Behind the backlog: written on drain.
+      queue.push(bytes);
       return false;
     }
+    const length = bytes.length;
     if (length === 0) return true;
     const taken = this.#socket.write(bytes);
     if (taken === length) return true;
     // -1: the socket is closed; its close handler runs (or ran) and settles everything.
-    if (taken < 0 || this.#closed) return false;
-    this.#queue.push(taken === 0 ? bytes : bytes.subarray(taken));
-    this.#backlog += length - taken;
-    this.#wantDrain = true;
+    if (taken < 0 || this.#state === CLOSED) return false;
+    queue.push(taken === 0 ? bytes : bytes.subarray(taken));
     return false;
   }
 
   end(): void {
-    if (this.#closed || this.#ending) return;
-    this.#ending = true;
-    if (this.#backlog === 0) this.#sendFin();
+    if (this.#move(END_CALLED) && this.#queue.backlog === 0) this.#sendPendingFin();
   }
 
   abort(): void {
-    if (this.#closed) return;
-    this.#discardBacklog();
-    this.#finish(undefined, false);
+    if (this.#state === CLOSED) return;
+    this.#close(undefined, false);
     // Runs Bun's close handler before returning; everything is settled already.
     this.#socket.close();
   }
 
   pause(): void {
-    if (!this.#closed) this.#socket.pause();
+    if (this.#state !== CLOSED) this.#socket.pause();
   }
 
   resume(): void {
-    if (!this.#closed) this.#socket.resume();
+    if (this.#state !== CLOSED) this.#socket.resume();
   }
 
   setNoDelay(noDelay: boolean): void {
-    if (!this.#closed) this.#socket.setNoDelay(noDelay);
+    if (this.#state !== CLOSED) this.#socket.setNoDelay(noDelay);
+  }
+
+  /**
+   * Take `step` in the close sequence: `false` when it changes nothing. Bun
+   * closes the socket itself once both FINs are out (`ENDED`), and reports
+   * that with its close handler, which closes this connection.
+   */
+  #move(step: CloseStep): boolean {
+    const state = this.#state;
+    const next = nextState(state, step);
+    if (next === state) return false;
+    this.#state = next;
+    return true;
   }
 
   #onData(bytes: Uint8Array): void {
-    if (this.#closed) return;
+    if (this.#state === CLOSED) return;
     const handlers = this.#handlers;
+    if (handlers === undefined) {
+      // Handed on as it came (see the module doc), at start().
+      this.#early.add(() => this.#handlers!.onData(bytes));
+      return;
+    }
     const size = bytes.length;
-    if (handlers !== undefined && size <= SHARED_MAX) {
+    if (size <= SHARED_MAX) {
       const memory = size <= COPY_MAX ? this.#ownMemory : sharedMemory;
       if (!memory.held) {
         // Copied into memory free again (see the module doc).
@@ -355,21 +326,7 @@ class BunConnection implements Connection {
       }
     }
     // Handed on as it came (see the module doc).
-    if (handlers === undefined) this.#early.push(bytes);
-    else this.#emitData(handlers, bytes);
-  }
-
-  release(chunk: Uint8Array): void {
-    this.#ownMemory.release(this, chunk);
-    sharedMemory.release(this, chunk);
-  }
-
-  #onEnd(): void {
-    if (this.#closed || this.#gotEnd) return;
-    this.#gotEnd = true;
-    const handlers = this.#handlers;
-    if (handlers === undefined) this.#early.push(END);
-    else this.#emitEnd(handlers);
+    this.#emitData(handlers, bytes);
   }
 
   /** @returns `true` when `onData` did (nothing refers to the chunk any more). */
@@ -382,17 +339,15 @@ class BunConnection implements Connection {
     }
   }
 
-  #emitEnd(handlers: ConnectionHandlers): void {
-    try {
-      handlers.onEnd();
-    } catch (error) {
-      this.#fail(asError(error));
+  /** Deliver `onEnd` or `onDrain`, or keep it for `start()`; a handler that throws closes the connection. */
+  #emit(event: "onEnd" | "onDrain"): void {
+    const handlers = this.#handlers;
+    if (handlers === undefined) {
+      this.#early.add(() => this.#handlers![event]());
+      return;
     }
-  }
-
-  #emitDrain(handlers: ConnectionHandlers): void {
     try {
-      handlers.onDrain();
+      handlers[event]();
     } catch (error) {
       this.#fail(asError(error));
     }
@@ -400,135 +355,83 @@ class BunConnection implements Connection {
 
   /** A handler threw: close the connection with that error. */
   #fail(error: Error): void {
-    if (this.#failed || this.#closeFired) {
-      rethrow(error);
-      return;
+    if (this.#state !== CLOSED) {
+      this.#close(error, false);
+      this.#socket.close();
+    } else if (this.#closeError === undefined) {
+      // Closed already, onClose still to come (the handler aborted, or the close waits for start()): it reports this error.
+      this.#closeError = error;
+    } else {
+      rethrowAsync(error);
     }
-    this.#failed = true;
-    if (this.#finished) {
-      // Already closing (the close waits in the early queue): report the handler's error unless there is one.
-      if (this.#closeError === undefined) this.#closeError = error;
-      else rethrow(error);
-      return;
-    }
-    this.#discardBacklog();
-    this.#finish(error, false);
-    this.#socket.close();
   }
 
   /** Hand the backlog to Bun (on `drain`), then send a pending FIN and report the drain. */
   #flush(): void {
-    if (this.#closed) return;
+    if (this.#state === CLOSED) return;
     const queue = this.#queue;
-    let head = 0;
-    while (head < queue.length) {
-      let chunk = queue[head]!;
-      if (chunk.length < COALESCE_LIMIT && head + 1 < queue.length) {
-        // Coalesce a run of small buffers: one Bun write instead of many.
-        let last = head;
-        let total = chunk.length;
-        while (last + 1 < queue.length && total + queue[last + 1]!.length <= COALESCE_LIMIT) {
-          last++;
-          total += queue[last]!.length;
-        }
-        if (last > head) {
-          const merged = new Uint8Array(total);
-          let offset = 0;
-          for (let i = head; i <= last; i++) {
-            const part = queue[i]!;
-            merged.set(part, offset);
-            offset += part.length;
-          }
-          head = last;
-          queue[head] = merged;
-          chunk = merged;
-        }
-      }
+    for (let chunk = queue.next(); chunk !== undefined; chunk = queue.next()) {
       const taken = this.#socket.write(chunk);
-      if (this.#closed) return;
-      if (taken < chunk.length) {
-        if (taken > 0) {
-          queue[head] = chunk.subarray(taken);
-          this.#backlog -= taken;
-        }
-        if (head > 0) queue.splice(0, head);
-        return; // Bun calls drain again once the socket takes more.
-      }
-      this.#backlog -= taken;
-      head++;
+      if (this.#state === CLOSED) return;
+      queue.advance(taken);
+      if (taken < chunk.length) return; // Bun calls drain again once the socket takes more.
     }
-    queue.length = 0;
-    this.#backlog = 0;
-    if (this.#ending && !this.#finSent) this.#sendFin();
-    if (this.#wantDrain && !this.#closed) {
-      this.#wantDrain = false;
-      const handlers = this.#handlers;
-      if (handlers === undefined) this.#early.push(DRAIN);
-      else this.#emitDrain(handlers);
-    }
+    this.#sendPendingFin();
+    if (queue.takeDrain() && this.#state !== CLOSED) this.#emit("onDrain");
   }
 
-  #sendFin(): void {
-    this.#finSent = true;
-    this.#socket.shutdown();
-  }
-
-  #discardBacklog(): void {
-    this.#queue = [];
-    this.#backlog = 0;
-    this.#wantDrain = false;
+  /** Send the FIN that waits for the backlog, if one does (the backlog is written). */
+  #sendPendingFin(): void {
+    if (this.#move(FIN_OUT)) this.#socket.shutdown();
   }
 
   #onBunError(error: Error): void {
     // Only socket errors get here: what the caller's handlers throw is caught
-    // around each call (`#emitData`, `#emitEnd`, `#emitDrain`, `onClose`, `onConnection`).
-    if (this.#closed) return;
-    this.#error ??= withCode(error);
+    // around each call (`#emitData`, `#emit`, the replay, `onClose`, `onConnection`).
+    if (this.#state === CLOSED) return;
+    this.#closeError ??= withCode(error);
     this.#socket.close();
   }
 
   #onBunClose(error: Error | undefined): void {
-    if (this.#bunClosed) return;
-    this.#bunClosed = true;
-    if (this.#finished) return;
-    this.#discardBacklog();
-    const failure = error !== undefined ? withCode(error) : this.#error;
+    if (this.#state === CLOSED) return;
+    const failure = error !== undefined ? withCode(error) : this.#closeError;
     // After our FIN, Bun reports the peer's FIN only as this close: report it as end first.
-    this.#finish(failure, failure === undefined && this.#finSent && !this.#gotEnd);
+    this.#close(failure, failure === undefined && this.#state === FIN_SENT);
   }
 
-  /** Settle the close: queue `onClose` (after a synthesised `onEnd`) for a microtask, or for `start`. */
-  #finish(error: SocketError | undefined, withEnd: boolean): void {
-    if (this.#finished) return;
-    this.#finished = true;
-    this.#closed = true;
+  /**
+   * Close (the state is not `CLOSED` yet): drop the backlog and queue `onClose`
+   * (after a synthesised `onEnd`) for a microtask, or keep it for `start()`.
+   */
+  #close(error: SocketError | undefined, withEnd: boolean): void {
+    this.#move(CLOSE);
+    this.#queue.clear();
     // The receiver may still hold the chunk (a pending handler's body): leave that memory to it.
     if (sharedMemory.heldBy(this)) sharedMemory = new ReadMemory(SHARED_MAX, SHARED_MAX);
     this.#closeError = error;
-    if (this.#handlers === undefined) {
-      if (withEnd) this.#early.push(END);
-      this.#early.push(CLOSE);
-    } else {
-      this.#endBeforeClose = withEnd;
-      queueMicrotask(() => this.#fireClose());
+    if (this.#handlers !== undefined) {
+      queueMicrotask(() => this.#report(withEnd));
+      return;
     }
+    if (withEnd) this.#early.add(() => this.#handlers!.onEnd());
+    this.#early.addClose(() => this.#report(false));
   }
 
-  #fireClose(): void {
-    if (this.#closeFired) return;
-    this.#closeFired = true;
+  /** Deliver the close, after `onEnd` when Bun reported the peer's FIN only as the close. */
+  #report(withEnd: boolean): void {
     const handlers = this.#handlers!;
-    if (this.#endBeforeClose) {
+    if (withEnd) {
       try {
         handlers.onEnd();
       } catch (error) {
-        rethrow(error);
+        rethrowAsync(error);
       }
     }
     try {
       handlers.onClose(this.#closeError);
     } catch (error) {
-      rethrow(error);
+      rethrowAsync(error);
     }
   }
 }
@@ -588,7 +491,7 @@ export const bunTransport: Transport = {
         try {
           options.onAcceptError?.(peerGoneError(host, port));
         } catch (error) {
-          rethrow(error);
+          rethrowAsync(error);
         }
         return;
       }
@@ -597,7 +500,7 @@ export const bunTransport: Transport = {
       try {
         onConnection(connection);
       } catch (error) {
-        rethrow(error);
+        rethrowAsync(error);
       }
     });
     let server: BunTcpListener;

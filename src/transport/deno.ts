@@ -37,8 +37,8 @@
  * - **Writes are async and may be partial.** `conn.write` resolves with how
  *   much it took; one writer loop per connection sends the buffers accepted by
  *   `write` in order, each until it is all gone, merging runs of small queued
- *   buffers (under 16 KiB each, up to 64 KiB) into one write. `write` returns
- *   `false` while that backlog is not empty, and `onDrain` fires once it is.
+ *   ones into one write ({@link WriteQueue}). `write` returns `false` while
+ *   that backlog is not empty, and `onDrain` fires once it is.
  * - **Half-close is explicit.** `end()` waits for the backlog, then calls
  *   `conn.closeWrite()`; the Deno connection is closed once that is done and the
  *   peer's FIN has been read.
@@ -70,10 +70,27 @@
 
 import type { DenoApi, DenoConn, DenoListener, DenoNetAddr } from "./_deno_types.ts";
 import { acceptFailureKind } from "./_accept_failure.ts";
+import {
+  CLOSE,
+  CLOSED,
+  type CloseState,
+  type CloseStep,
+  END_CALLED,
+  ENDED,
+  ENDING,
+  ENDING_AFTER_PEER,
+  FIN_OUT,
+  nextState,
+  OPEN,
+  PEER_ENDED,
+  PEER_FIN,
+} from "./_close_sequence.ts";
+import { EarlyEvents } from "./_early_events.ts";
 import { runtimeGlobal } from "./_runtime_global.ts";
 import { ReadRegions } from "./_read_regions.ts";
 import { formatHostPort, socketAddress } from "./_socket_address.ts";
-import { errorCode, type SocketError, socketError } from "./_socket_error.ts";
+import { asError, errorCode, rethrowAsync, type SocketError, socketError } from "./_socket_error.ts";
+import { WriteQueue } from "./_write_queue.ts";
 import type {
   Connection,
   ConnectionHandlers,
@@ -87,25 +104,8 @@ import type {
 
 const deno = runtimeGlobal<DenoApi>("Deno");
 
-/** Queued buffers smaller than this are merged into one write... */
-const COALESCE_BELOW = 16 * 1024;
-/** ...of at most this many bytes. */
-const COALESCE_LIMIT = 64 * 1024;
 /** Pause before accepting again after an accept failure. */
 const ACCEPT_RETRY_MS = 50;
-/** Fills released queue slots. */
-const EMPTY = new Uint8Array(0);
-
-function asError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(String(value));
-}
-
-/** Throw `error` outside any promise chain: an uncaught exception, never an unhandled rejection. */
-function rethrowAsync(error: unknown): void {
-  queueMicrotask(() => {
-    throw error;
-  });
-}
 
 function errorName(error: unknown): string | undefined {
   if (typeof error !== "object" || error === null) return undefined;
@@ -167,7 +167,10 @@ class DenoConnection implements Connection {
   readonly local: SocketAddress;
   readonly #conn: DenoConn;
   #handlers: ConnectionHandlers | undefined;
-  #closed = false;
+  /** Events before `start()`: a drain, the close. */
+  readonly #early = new EarlyEvents();
+  /** How far it has closed (`_close_sequence.ts`). */
+  #state: CloseState = OPEN;
   #closeError: SocketError | undefined;
   /** Closes the connection when one of its loops fails unexpectedly. */
   readonly #onLoopError = (error: unknown): void => this.#close(asError(error));
@@ -177,16 +180,11 @@ class DenoConnection implements Connection {
   #paused = false;
   /** Resolves the promise the read loop waits on while paused. */
   #wake: (() => void) | undefined;
-  #peerEnded = false;
 
-  // Writing: buffers accepted by write(), sent in order from #queueHead on.
-  #queue: Uint8Array[] = [];
-  /** End of the queued buffers in `#queue` (the array is kept, not emptied, between backlogs). */
-  #queueTail = 0;
-  #queueHead = 0;
-  /** Bytes of the head buffer already written. */
-  #headOffset = 0;
-  #backlog = 0;
+  // Writing.
+  /** Buffers accepted by write(), not yet written. */
+  readonly #queue = new WriteQueue();
+  /** A write is in flight (the writer loop runs, or the read loop sends what `onData` wrote). */
   #writing = false;
   /** Accepted (server side): the read loop waits for the write in progress before reading on. */
   readonly #readsAfterWrites: boolean;
@@ -196,10 +194,6 @@ class DenoConnection implements Connection {
   #inRead = false;
   /** A write was started inside `onData`: the read loop sends it once `onData` returns. */
   #writeDeferred = false;
-  /** end() was called. */
-  #ending = false;
-  /** closeWrite() has completed. */
-  #writeClosed = false;
 
   /**
    * @param conn The Deno connection.
@@ -221,32 +215,34 @@ class DenoConnection implements Connection {
   start(handlers: ConnectionHandlers): void {
     if (this.#handlers) throw new Error("Cannot start a connection twice");
     this.#handlers = handlers;
-    if (this.#closed) this.#fireClose();
-    else this.#readLoop().catch(this.#onLoopError);
+    this.#early.replay(() => this.#state === CLOSED, (error) => {
+      // Closed before start(): the close, kept for now, reports the error.
+      if (this.#state === CLOSED) this.#closeError ??= asError(error);
+      else this.#close(asError(error));
+    });
+    if (this.#state !== CLOSED) this.#readLoop().catch(this.#onLoopError);
   }
 
   get backlog(): number {
-    return this.#backlog;
+    return this.#queue.backlog;
   }
 
   write(bytes: Uint8Array): boolean {
-    if (this.#closed || this.#ending) return false;
+    // Ending or closed: a no-op.
+    if (this.#state > PEER_ENDED) return false;
     if (bytes.length > 0) {
-      this.#queue[this.#queueTail++] = bytes;
-      this.#backlog += bytes.length;
+      this.#queue.push(bytes);
       if (!this.#writing) {
         this.#writing = true;
         if (this.#inRead) this.#writeDeferred = true;
         else this.#written = this.#writeLoop().catch(this.#onLoopError);
       }
     }
-    return this.#backlog === 0;
+    return this.#queue.backlog === 0;
   }
 
   end(): void {
-    if (this.#closed || this.#ending) return;
-    this.#ending = true;
-    if (!this.#writing) this.#shutdown().catch(this.#onLoopError);
+    if (this.#move(END_CALLED) && !this.#writing) this.#shutdown().catch(this.#onLoopError);
   }
 
   abort(): void {
@@ -254,17 +250,17 @@ class DenoConnection implements Connection {
   }
 
   pause(): void {
-    if (!this.#closed) this.#paused = true;
+    if (this.#state !== CLOSED) this.#paused = true;
   }
 
   resume(): void {
-    if (this.#closed || !this.#paused) return;
+    if (this.#state === CLOSED || !this.#paused) return;
     this.#paused = false;
     this.#wakeReader();
   }
 
   setNoDelay(noDelay: boolean): void {
-    if (this.#closed) return;
+    if (this.#state === CLOSED) return;
     try {
       this.#conn.setNoDelay(noDelay);
     } catch {
@@ -272,13 +268,24 @@ class DenoConnection implements Connection {
     }
   }
 
-  release(chunk: Uint8Array): void {
-    if (!this.#closed) this.#regions.release(chunk);
+  /**
+   * Take `step` in the close sequence: `false` when it changes nothing. Both
+   * FINs (`ENDED`) close the connection; reaching `CLOSED` closes the Deno
+   * connection, once, whatever the path.
+   */
+  #move(step: CloseStep, error?: SocketError): boolean {
+    const state = this.#state;
+    const next = nextState(state, step);
+    if (next === state) return false;
+    this.#state = next;
+    if (next === ENDED) this.#move(CLOSE);
+    else if (next === CLOSED) this.#enterClosed(error);
+    return true;
   }
 
   async #readLoop(): Promise<void> {
     const conn = this.#conn;
-    while (!this.#closed) {
+    while (this.#state !== CLOSED) {
       if (this.#paused) {
         await this.#resumed();
         continue;
@@ -296,14 +303,14 @@ class DenoConnection implements Connection {
       if (read === null || read === 0) {
         regions.release(region);
         // A FIN read while paused waits, like data, for resume().
-        while (this.#paused && !this.#closed) await this.#resumed();
-        if (!this.#closed) this.#deliverEnd();
+        while (this.#paused && this.#state !== CLOSED) await this.#resumed();
+        if (this.#state !== CLOSED) this.#deliverEnd();
         return;
       }
       const chunk = regions.filled(region, read);
       // Bytes read while paused are kept until resume().
-      while (this.#paused && !this.#closed) await this.#resumed();
-      if (this.#closed) return;
+      while (this.#paused && this.#state !== CLOSED) await this.#resumed();
+      if (this.#state === CLOSED) return;
       this.#inRead = this.#readsAfterWrites;
       try {
         // Returned true: nothing refers to the chunk, so the next read reuses its bytes.
@@ -316,16 +323,16 @@ class DenoConnection implements Connection {
       if (this.#writeDeferred) {
         // The replies to this chunk: written from here, without a write loop of their own.
         this.#writeDeferred = false;
-        if (this.#closed) return;
+        if (this.#state === CLOSED) return;
         let written: number;
         try {
-          written = await conn.write(this.#nextChunk()!);
+          written = await conn.write(this.#queue.next()!);
         } catch (error) {
           this.#writeFailed(error);
           return;
         }
         if (!this.#wrote(written)) return;
-        if (this.#queueHead < this.#queueTail) {
+        if (this.#queue.backlog > 0) {
           this.#written = this.#writeLoop().catch(this.#onLoopError);
           await this.#written;
         } else {
@@ -351,26 +358,26 @@ class DenoConnection implements Connection {
   }
 
   #readFailed(error: unknown): void {
-    if (this.#closed) return; // We closed it: the pending read was cancelled.
+    if (this.#state === CLOSED) return; // We closed it: the pending read was cancelled.
     if (isClosedError(error)) this.#close(undefined);
     else this.#close(this.#ioError("read from", error));
   }
 
   #deliverEnd(): void {
-    this.#peerEnded = true;
     try {
       this.#handlers!.onEnd();
     } catch (error) {
       this.#close(asError(error));
       return;
     }
-    if (this.#writeClosed) this.#close(undefined);
+    // After onEnd: with our FIN out already, this closes, and onClose follows onEnd.
+    this.#move(PEER_FIN);
   }
 
   async #writeLoop(): Promise<void> {
     const conn = this.#conn;
     for (;;) {
-      const chunk = this.#nextChunk();
+      const chunk = this.#queue.next();
       if (chunk === undefined) break;
       let written: number;
       try {
@@ -386,17 +393,17 @@ class DenoConnection implements Connection {
   }
 
   #writeFailed(error: unknown): void {
-    if (!this.#closed) this.#close(isClosedError(error) ? undefined : this.#ioError("write to", error));
+    if (this.#state !== CLOSED) this.#close(isClosedError(error) ? undefined : this.#ioError("write to", error));
   }
 
-  /** `written` bytes of the head buffer left: `false` when the connection is closed (or closes now). */
+  /** Deno took `written` bytes of the last chunk: `false` when the connection is closed (or closes now). */
   #wrote(written: number): boolean {
-    if (this.#closed) return false;
+    if (this.#state === CLOSED) return false;
     if (!(written > 0)) {
       this.#close(this.#ioError("write to", new Error("The runtime wrote no bytes")));
       return false;
     }
-    this.#advance(written);
+    this.#queue.advance(written);
     return true;
   }
 
@@ -404,67 +411,20 @@ class DenoConnection implements Connection {
   #writesDone(): Promise<void> | undefined {
     this.#writing = false;
     // As on Node, no drain after end(): FIN follows the backlog instead.
-    if (this.#ending) return this.#shutdown();
+    const state = this.#state;
+    if (state === ENDING || state === ENDING_AFTER_PEER) return this.#shutdown();
+    if (!this.#queue.takeDrain()) return undefined;
+    const handlers = this.#handlers;
+    if (handlers === undefined) {
+      this.#early.add(() => this.#handlers!.onDrain());
+      return undefined;
+    }
     try {
-      this.#handlers?.onDrain();
+      handlers.onDrain();
     } catch (error) {
       this.#close(asError(error));
     }
     return undefined;
-  }
-
-  /** What to write next: the rest of the head buffer, or a run of small buffers merged into one. */
-  #nextChunk(): Uint8Array | undefined {
-    const queue = this.#queue;
-    const first = this.#queueHead;
-    if (first === this.#queueTail) return undefined;
-    const head = queue[first]!;
-    if (this.#headOffset > 0) return head.subarray(this.#headOffset);
-    const tail = this.#queueTail;
-    if (head.length >= COALESCE_BELOW || first + 1 >= tail) return head;
-    let total = head.length;
-    let end = first + 1;
-    for (; end < tail; end++) {
-      const next = queue[end]!;
-      if (next.length >= COALESCE_BELOW || total + next.length > COALESCE_LIMIT) break;
-      total += next.length;
-    }
-    if (end - first < 2) return head;
-    const merged = new Uint8Array(total);
-    let offset = 0;
-    for (let i = first; i < end; i++) {
-      const part = queue[i]!;
-      merged.set(part, offset);
-      offset += part.length;
-      queue[i] = EMPTY;
-    }
-    queue[end - 1] = merged;
-    this.#queueHead = end - 1;
-    return merged;
-  }
-
-  /** Account for `written` bytes of the head buffer having left. */
-  #advance(written: number): void {
-    this.#backlog -= written;
-    const queue = this.#queue;
-    const head = queue[this.#queueHead]!;
-    const offset = this.#headOffset + written;
-    if (offset < head.length) {
-      this.#headOffset = offset;
-      return;
-    }
-    this.#headOffset = 0;
-    queue[this.#queueHead] = EMPTY;
-    const next = ++this.#queueHead;
-    if (next === this.#queueTail) {
-      // Empty: start again at the front (a long array, after a large backlog, is let go).
-      if (queue.length > 1024) this.#queue = [];
-      this.#queueHead = this.#queueTail = 0;
-    } else if (next >= 1024 && next * 2 >= this.#queueTail) {
-      queue.splice(0, next);
-      this.#queueTail -= next;
-      this.#queueHead = 0;
-    }
   }
 
   /** Send FIN (the backlog is empty); close fully if the peer's FIN was read already. */
@@ -472,37 +432,36 @@ class DenoConnection implements Connection {
     try {
       await this.#conn.closeWrite();
     } catch (error) {
-      if (!this.#closed) this.#close(isClosedError(error) ? undefined : this.#ioError("shut down the connection to", error));
+      if (this.#state !== CLOSED) this.#close(isClosedError(error) ? undefined : this.#ioError("shut down the connection to", error));
       return;
     }
-    if (this.#closed) return;
-    this.#writeClosed = true;
-    if (this.#peerEnded) this.#close(undefined);
+    this.#move(FIN_OUT);
   }
 
   #ioError(action: string, error: unknown): SocketError {
     return socketError(action, this.remote.host, this.remote.port, errorCode(error), error);
   }
 
-  /** Close once, whatever the path; pending reads, writes and closeWrite then reject quietly. */
+  /** Close (a no-op once closed), reporting `error`. */
   #close(error: SocketError | undefined): void {
-    if (this.#closed) return;
-    this.#closed = true;
+    this.#move(CLOSE, error);
+  }
+
+  /** Entered `CLOSED`: pending reads, writes and `closeWrite` now reject quietly; `onClose` follows, or waits for `start()`. */
+  #enterClosed(error: SocketError | undefined): void {
     this.#closeError = error;
     try {
       this.#conn.close();
     } catch {
       // Already closed.
     }
-    this.#queue = [];
-    this.#queueHead = this.#queueTail = 0;
-    this.#headOffset = 0;
-    this.#backlog = 0;
+    this.#queue.clear();
     this.#wakeReader();
-    if (this.#handlers) this.#fireClose();
+    if (this.#handlers !== undefined) this.#report();
+    else this.#early.addClose(() => this.#report());
   }
 
-  #fireClose(): void {
+  #report(): void {
     try {
       this.#handlers!.onClose(this.#closeError);
     } catch (error) {

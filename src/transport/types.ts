@@ -9,10 +9,9 @@
  * - **Chunks are owned by the receiver.** A chunk passed to `onData` is never
  *   reused or overwritten by the adapter, so frames decoded as views of it stay
  *   valid for as long as they are referenced, unless `onData` returns `true`
- *   (the receiver kept no reference), or until the receiver hands it back
- *   later with `release`: then the adapter may read into the same memory
- *   again (Node's and Deno's do, and Bun's copies chunks into memory it
- *   reuses, all but the largest: see its module doc).
+ *   (the receiver kept no reference): then the adapter may read into the same
+ *   memory again (Node's and Deno's do, and Bun's copies chunks into memory
+ *   it reuses, all but the largest: see its module doc).
  * - **`write` takes the whole buffer.** Whatever the OS does not take at once
  *   (Deno's and Bun's writes may be partial) the adapter keeps and sends, in
  *   order, before anything written later. The caller must not modify the buffer
@@ -91,14 +90,6 @@ export interface Connection {
   resume(): void;
   /** Enable or disable Nagle's algorithm (`true` sends small writes at once). */
   setNoDelay(noDelay: boolean): void;
-  /**
-   * Hand back a chunk that `onData` kept (it did not return `true`) once
-   * nothing refers to it any more: the adapter may read into its memory
-   * again, as if `onData` had returned `true`. An adapter may ignore a chunk
-   * older than the last one delivered (Node's and Deno's do). Optional: an
-   * adapter that hands on every chunk in fresh memory need not have it.
-   */
-  release?(chunk: Uint8Array): void;
 }
 
 /** A bound, accepting TCP listener. */
