@@ -25,26 +25,19 @@
  *   the bytes and never ask. (With `"arraybuffer"`, the choice before chunks
  *   were copied, Bun builds that object for every chunk, and the copy needed a
  *   view of it too; docs/performance.md#bun has the figures.)
- * - **Small chunks are copied into memory the connection reuses.** A chunk
- *   of up to 2 KiB (many small frames, typically) is copied into the
- *   connection's own buffer while that buffer is free (`onData` returned
- *   `true` for the last chunk copied there), so that the decoder
- *   can give frames at the same places the same body objects again instead
- *   of cutting a view per frame (`reuseViews`), as on Node and Deno
- *   (docs/performance.md#bun).
- * - **Medium chunks are copied into memory all connections share.** A chunk
- *   of over 2 KiB and up to 128 KiB is copied into one buffer that every
- *   connection of the thread uses in turn, while no connection holds it
- *   (`onData` returned `true` for the last one copied there, as above), for
- *   the same reason.
- *   One buffer for all stays in the caches where one per connection did not:
- *   copying 16 KiB chunks into per-connection buffers cost a 4 KiB echo more
- *   than the four views each saved, and into the shared one it saves more
- *   than it costs (docs/performance.md#bun). While a connection holds it (an
- *   async handler still has a body), other chunks are handed on as they
- *   came; a connection holds it until it closes, then leaves it to its
- *   receiver, and the next chunk gets new shared memory.
- *   Larger chunks are always handed on as they came.
+ * - **Chunks are copied into memory all connections share.** A chunk of up
+ *   to 128 KiB is copied into a region of one slab that every connection of
+ *   the thread uses (`ByteSlab`); once `onData` returns `true` (nothing refers
+ *   to it), the next chunk, of any connection, is copied into the same bytes,
+ *   and gets the same view when it has the same size. So the decoder can give
+ *   frames at the same places the same body objects again instead of cutting
+ *   a view per frame (`reuseViews`), as on Node and Deno, and the bytes stay
+ *   in the caches, where one buffer per connection did not
+ *   (docs/performance.md#bun). A chunk the receiver keeps (an async
+ *   handler's body) keeps its region; the next chunk goes after it, and the
+ *   garbage collector frees the slab once none of its regions is referenced.
+ *   An idle connection holds no read memory of its own. Larger chunks are
+ *   handed on as they came.
  * - **Half-close.** Sockets are created with `allowHalfOpen` (otherwise Bun
  *   closes both ways on the peer's FIN). `socket.end()` closes the whole socket
  *   (the close handler runs inside the call), so `end()` here uses
@@ -97,6 +90,7 @@ import {
   PEER_ENDED,
   PEER_FIN,
 } from "./_close_sequence.ts";
+import { ByteSlab } from "../_byte_slab.ts";
 import { EarlyEvents } from "./_early_events.ts";
 import { runtimeGlobal } from "./_runtime_global.ts";
 import { socketAddress } from "./_socket_address.ts";
@@ -118,74 +112,17 @@ const Bun = runtimeGlobal<BunApi>("Bun");
 type Socket = BunSocket<BunConnection | undefined>;
 
 /**
- * Chunks up to this size are copied into memory the connection reuses (see
- * the module doc); larger ones cost more to copy than their views do.
+ * Chunks up to this size are copied into the memory connections share (see
+ * the module doc). It covers deep pipelines of 4 KiB frames: a window of 8 or
+ * 16 arrives as one chunk of 32,800 or 65,600 bytes, just over 32 or 64 KiB.
+ * Copied, their frames get reused body objects, which saves more than the
+ * copy costs; a window of 32 (131,200-byte chunks) stays over the limit,
+ * where copying made no difference (docs/performance.md#bun).
  */
-const COPY_MAX = 2048;
-/** Size of that memory while no chunk needs more (an idle session holds this). */
-const COPY_FIRST = 512;
-/**
- * Larger chunks, up to this size, are copied into the memory connections
- * share (see the module doc). It covers deep pipelines of 4 KiB frames: a
- * window of 8 or 16 arrives as one chunk of 32,800 or 65,600 bytes, just over
- * 32 or 64 KiB. Copied, their frames get reused body objects, which saves
- * more than the copy costs; a window of 32 (131,200-byte chunks) stays over
- * the limit, where copying made no difference (docs/performance.md#bun).
- */
-const SHARED_MAX = 128 * 1024;
+const COPY_MAX = 128 * 1024;
 
-/**
- * Memory received chunks are copied into, holding one chunk at a time: a
- * connection's own (small chunks) or the one its thread's connections share
- * (medium ones; see the module doc).
- */
-class ReadMemory {
-  /** The connection whose chunk is in it until that chunk is handed back; meanwhile chunks come as they came. */
-  #holder: BunConnection | undefined;
-  /** The last chunk copied in (a view of `#bytes`): the same object again for a chunk of the same size. */
-  #chunk: Uint8Array | undefined;
-  #bytes: Uint8Array | undefined;
-  readonly #firstSize: number;
-  readonly #maxSize: number;
-
-  /** @param firstSize Allocated while no chunk needs more (up to `maxSize`). */
-  constructor(firstSize: number, maxSize: number) {
-    this.#firstSize = firstSize;
-    this.#maxSize = maxSize;
-  }
-
-  /** `true` while a connection holds the chunk copied in last. */
-  get held(): boolean {
-    return this.#holder !== undefined;
-  }
-
-  /** `connection` holds the chunk copied in last. */
-  heldBy(connection: BunConnection): boolean {
-    return this.#holder === connection;
-  }
-
-  /** Copy `bytes` (at most `maxSize`) in for `holder`: the chunk to hand on, held until handed back. */
-  copy(bytes: Uint8Array, holder: BunConnection): Uint8Array {
-    this.#holder = holder;
-    const size = bytes.length;
-    let memory = this.#bytes;
-    if (memory === undefined || memory.length < size) {
-      memory = this.#bytes = new Uint8Array(size <= this.#firstSize ? this.#firstSize : this.#maxSize);
-      this.#chunk = undefined;
-    }
-    memory.set(bytes);
-    const last = this.#chunk;
-    return last !== undefined && last.length === size ? last : (this.#chunk = new Uint8Array(memory.buffer, 0, size));
-  }
-
-  /** `onData` returned `true` for `chunk`: free again if that is the chunk `connection` holds here. */
-  release(connection: BunConnection, chunk: Uint8Array): void {
-    if (this.#holder === connection && this.#chunk === chunk) this.#holder = undefined;
-  }
-}
-
-/** The memory this thread's connections share; replaced when a holder closes (see `#close`). */
-let sharedMemory = new ReadMemory(SHARED_MAX, SHARED_MAX);
+/** The memory this thread's connections copy their chunks into (see the module doc). */
+const readCopies = new ByteSlab(2 * COPY_MAX, COPY_MAX);
 
 class BunConnection implements Connection {
   readonly remote: SocketAddress;
@@ -199,7 +136,6 @@ class BunConnection implements Connection {
   /** What `onClose` reports: an error from Bun, or what a handler threw. */
   #closeError: SocketError | undefined;
   /** Where small chunks are copied to (its bytes allocated on the first one). */
-  readonly #ownMemory = new ReadMemory(COPY_FIRST, COPY_MAX);
   /** Bytes not yet taken by Bun. */
   readonly #queue = new WriteQueue();
 
@@ -314,19 +250,15 @@ class BunConnection implements Connection {
       this.#early.add(() => this.#handlers!.onData(bytes));
       return;
     }
-    const size = bytes.length;
-    if (size <= SHARED_MAX) {
-      const memory = size <= COPY_MAX ? this.#ownMemory : sharedMemory;
-      if (!memory.held) {
-        // Copied into memory free again (see the module doc).
-        const chunk = memory.copy(bytes, this);
-        // Returned true: nothing refers to the chunk, so the next one may be copied over it.
-        if (this.#emitData(handlers, chunk)) memory.release(this, chunk);
-        return;
-      }
+    if (bytes.length > COPY_MAX) {
+      // Handed on as it came (see the module doc).
+      this.#emitData(handlers, bytes);
+      return;
     }
-    // Handed on as it came (see the module doc).
-    this.#emitData(handlers, bytes);
+    const chunk = readCopies.take(bytes.length);
+    chunk.set(bytes);
+    // Returned true: nothing refers to the chunk, so the next one may be copied over it.
+    if (this.#emitData(handlers, chunk)) readCopies.reclaim(chunk);
   }
 
   /** @returns `true` when `onData` did (nothing refers to the chunk any more). */
@@ -407,8 +339,6 @@ class BunConnection implements Connection {
   #close(error: SocketError | undefined, withEnd: boolean): void {
     this.#move(CLOSE);
     this.#queue.clear();
-    // The receiver may still hold the chunk (a pending handler's body): leave that memory to it.
-    if (sharedMemory.heldBy(this)) sharedMemory = new ReadMemory(SHARED_MAX, SHARED_MAX);
     this.#closeError = error;
     if (this.#handlers !== undefined) {
       queueMicrotask(() => this.#report(withEnd));
