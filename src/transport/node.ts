@@ -12,9 +12,12 @@
  * internals allow.** With `data` events Node reads every chunk into freshly
  * allocated memory and passes it through the readable stream's machinery;
  * with the `onread` option it reads into a buffer the caller supplies and
- * calls back directly. The adapter supplies regions of the connection's own
- * read slabs (`_read_regions.ts`, as the Deno adapter does): a chunk's region
- * is read into again only once `onData` returned `true`. Outgoing
+ * calls back directly. Every socket reads into one buffer (libuv reads one
+ * socket at a time and calls back at once), and the callback copies the
+ * bytes into a region of a slab all connections share (`ByteSlab`, as on
+ * Bun), which the next read of any connection reuses once `onData` returned
+ * `true`: an idle connection holds no read memory of its own, and the bytes
+ * stay in the caches (docs/performance.md#idle-sessions). Outgoing
  * connections pass `onread` to `net.connect`; accepted sockets need an
  * internal for it, and writes that skip the writable stream need two more.
  * All of them sit behind `nodeInternals()` in `_node_internals.ts`, which
@@ -42,7 +45,7 @@ import * as net from "node:net";
 import process from "node:process";
 import { type HandleWriter, nodeInternals } from "./_node_internals.ts";
 import { detectRuntime } from "./detect.ts";
-import { ReadRegions } from "./_read_regions.ts";
+import { ByteSlab } from "../_byte_slab.ts";
 import { socketAddress } from "./_socket_address.ts";
 import { peerGoneError } from "./_accept_failure.ts";
 import { errorCode, socketError } from "./_socket_error.ts";
@@ -74,26 +77,17 @@ const ONREAD_OFFERED = detectRuntime() === "node";
 /** Node's internals, or `undefined` where only its public API is used (`_node_internals.ts`). */
 const INTERNALS = nodeInternals();
 
-/**
- * What every socket reads into until its first read: Node takes a read
- * buffer from `onread.buffer()` when it makes a socket, so a buffer of its
- * own would cost an idle connection 4 KiB. libuv reads one socket at a time
- * and calls back at once, and the callback copies the bytes out before
- * returning, so one buffer serves them all. It is no larger than a fresh
- * {@link ReadRegions}' first region (4 KiB), which the copy goes into.
- */
-const FIRST_READ = new Uint8Array(4 * 1024);
+/** What every socket reads into through `onread` (see the module doc). */
+const SHARED_READ = new Uint8Array(64 * 1024);
 
-/**
- * A socket's reads: the `onread` option to create it with, and the connection
- * its chunks go to, named once made (before the first read: an accepted
- * socket is created paused, an outgoing one reads once `connect` has fired).
- */
-interface SocketReads {
-  /** `undefined` where `data` events are used instead. */
-  readonly onread: net.OnReadOpts | undefined;
-  readonly regions: ReadRegions;
-  connection: NodeConnection | undefined;
+/** Where the bytes read are copied to, a region per chunk (see the module doc). */
+const readCopies = new ByteSlab(4 * SHARED_READ.length, SHARED_READ.length);
+
+/** The connection a socket's events go to, kept on the socket so that one listener serves all. */
+const CONNECTION = Symbol("tlvkit.connection");
+
+function connectionOf(socket: net.Socket): NodeConnection {
+  return (socket as unknown as { [CONNECTION]: NodeConnection })[CONNECTION];
 }
 
 /** Open both ways, as far as this side knows. */
@@ -108,9 +102,8 @@ class NodeConnection implements Connection {
   readonly remote: SocketAddress;
   readonly local: SocketAddress;
   readonly #socket: net.Socket;
-  readonly #regions: ReadRegions;
   #handlers: ConnectionHandlers | undefined;
-  #early: Array<() => void> = [];
+  #early: Array<() => void> | undefined;
   #error: (Error & { code?: string }) | undefined;
   #state: ConnectionState = OPEN;
   /** pause() was called (and not undone): start() leaves reading off. */
@@ -118,45 +111,46 @@ class NodeConnection implements Connection {
   /** Writes straight to the socket's handle, with Node's internals; else `socket.write`. */
   readonly #writer: HandleWriter | undefined;
 
-  /**
-   * Reads for a socket about to be created: through `onread` when
-   * `viaOnRead`, into regions of the connection's own once it has read, until
-   * then into {@link FIRST_READ}, which every socket shares.
-   */
-  static reads(viaOnRead: boolean): SocketReads {
-    const regions = new ReadRegions();
-    let hasRead = false;
-    const reads: SocketReads = {
-      regions,
-      connection: undefined,
-      onread: viaOnRead
-        ? {
-          // Node asks for a buffer when it makes the socket and after each read.
-          buffer: () => hasRead ? regions.take() : FIRST_READ,
-          callback: (bytesRead, region) => {
-            let chunk: Uint8Array;
-            if (region === FIRST_READ) {
-              // Copied out before returning: the next socket's read reuses FIRST_READ.
-              hasRead = true;
-              const own = regions.take();
-              own.set(FIRST_READ.subarray(0, bytesRead));
-              chunk = regions.filled(own, bytesRead);
-            } else {
-              chunk = regions.filled(region, bytesRead);
-            }
-            reads.connection!.#onRead(chunk);
-            return true; // pause() stops reading itself
-          },
-        }
-        : undefined,
-    };
-    return reads;
+  /** The `onread` option of every socket that reads through it (see the module doc). */
+  static readonly onread: net.OnReadOpts = {
+    buffer: SHARED_READ,
+    callback(this: net.Socket, bytesRead: number): boolean {
+      const chunk = readCopies.take(bytesRead);
+      chunk.set(bytesRead === SHARED_READ.length ? SHARED_READ : SHARED_READ.subarray(0, bytesRead));
+      connectionOf(this).#onRead(chunk);
+      return true; // pause() stops reading itself
+    },
+  };
+
+  /** One listener per event serves every socket: `this` is the socket. */
+  static #onError(this: net.Socket, error: Error & { code?: string }): void {
+    const connection = connectionOf(this);
+    connection.#error ??= error;
   }
 
-  constructor(socket: net.Socket, reads: SocketReads) {
+  static #onDataEvent(this: net.Socket, chunk: Uint8Array): void {
+    connectionOf(this).#onRead(chunk);
+  }
+
+  static #onEndEvent(this: net.Socket): void {
+    const connection = connectionOf(this);
+    connection.#emit(() => connection.#handlers!.onEnd());
+  }
+
+  static #onDrainEvent(this: net.Socket): void {
+    const connection = connectionOf(this);
+    connection.#emit(() => connection.#handlers!.onDrain());
+  }
+
+  static #onCloseEvent(this: net.Socket): void {
+    const connection = connectionOf(this);
+    connection.#emit(() => connection.#fireClose());
+  }
+
+  /** @param readsViaOnRead The socket was made with {@link NodeConnection.onread}. */
+  constructor(socket: net.Socket, readsViaOnRead: boolean) {
     this.#socket = socket;
-    this.#regions = reads.regions;
-    reads.connection = this;
+    (socket as unknown as { [CONNECTION]: NodeConnection })[CONNECTION] = this;
     this.#writer = INTERNALS?.handleWriter(socket, () => {
       // As the writable stream does: no drain once end() was called.
       if (this.#state === OPEN) this.#emit(() => this.#handlers!.onDrain());
@@ -164,21 +158,19 @@ class NodeConnection implements Connection {
     this.remote = socketAddress(socket.remoteAddress, socket.remotePort);
     this.local = socketAddress(socket.localAddress, socket.localPort);
     socket.setNoDelay(true);
-    socket.on("error", (error: Error & { code?: string }) => {
-      this.#error ??= error;
-    });
-    if (reads.onread === undefined) socket.on("data", (chunk: Uint8Array) => this.#onRead(chunk));
-    socket.on("end", () => this.#emit(() => this.#handlers!.onEnd()));
-    socket.on("drain", () => this.#emit(() => this.#handlers!.onDrain()));
-    socket.on("close", () => this.#emit(() => this.#fireClose()));
+    socket.on("error", NodeConnection.#onError);
+    if (!readsViaOnRead) socket.on("data", NodeConnection.#onDataEvent);
+    socket.on("end", NodeConnection.#onEndEvent);
+    socket.on("drain", NodeConnection.#onDrainEvent);
+    socket.on("close", NodeConnection.#onCloseEvent);
   }
 
   start(handlers: ConnectionHandlers): void {
     if (this.#handlers) throw new Error("Cannot start a connection twice");
     this.#handlers = handlers;
     const early = this.#early;
-    this.#early = [];
-    for (const event of early) event();
+    this.#early = undefined;
+    if (early !== undefined) for (const event of early) event();
     if (this.#state !== CLOSED && !this.#paused) this.#socket.resume();
   }
 
@@ -215,10 +207,6 @@ class NodeConnection implements Connection {
     if (this.#state !== CLOSED) this.#socket.setNoDelay(noDelay);
   }
 
-  release(chunk: Uint8Array): void {
-    if (this.#state !== CLOSED) this.#regions.release(chunk);
-  }
-
   /** Move the state forward to `next`: `false` when it is there or past it already. */
   #advance(next: typeof ENDED | typeof CLOSED): boolean {
     if (this.#state >= next) return false;
@@ -229,16 +217,16 @@ class NodeConnection implements Connection {
   #onRead(chunk: Uint8Array): void {
     const handlers = this.#handlers;
     if (handlers === undefined) {
-      this.#early.push(() => this.#onRead(chunk));
+      (this.#early ??= []).push(() => this.#onRead(chunk));
       return;
     }
     if (this.#state === CLOSED) return;
-    // Returned true: nothing refers to the chunk, so the next read goes into its bytes.
-    if (handlers.onData(chunk) === true) this.#regions.release(chunk);
+    // Returned true: nothing refers to the chunk, so the next read's copy may go over it.
+    if (handlers.onData(chunk) === true) readCopies.reclaim(chunk);
   }
 
   #emit(event: () => void): void {
-    if (this.#handlers === undefined) this.#early.push(event);
+    if (this.#handlers === undefined) (this.#early ??= []).push(event);
     else if (this.#state !== CLOSED) event();
   }
 
@@ -300,10 +288,9 @@ export const nodeTransport: Transport = {
           options.onAcceptError?.(peerGoneError(host, port));
           return;
         }
-        const reads = NodeConnection.reads(INTERNALS !== undefined);
-        const socket = reads.onread === undefined ? accepted : INTERNALS!.withOnRead(accepted, server, reads.onread);
+        const socket = INTERNALS === undefined ? accepted : INTERNALS.withOnRead(accepted, server, NodeConnection.onread);
         if (socket === undefined) accepted.destroy();
-        else onConnection(new NodeConnection(socket, reads));
+        else onConnection(new NodeConnection(socket, INTERNALS !== undefined));
       });
       const onStartError = (error: Error): void => {
         reject(socketError("listen on", host, port, errorCode(error), error));
@@ -331,10 +318,9 @@ export const nodeTransport: Transport = {
     const { host, port } = options;
     return new Promise((resolve, reject) => {
       // net.connect takes onread: no internal needed.
-      const reads = NodeConnection.reads(ONREAD_OFFERED);
-      const socket = reads.onread === undefined
+      const socket = !ONREAD_OFFERED
         ? net.connect({ host, port, allowHalfOpen: true })
-        : net.connect({ host, port, allowHalfOpen: true, onread: reads.onread });
+        : net.connect({ host, port, allowHalfOpen: true, onread: NodeConnection.onread });
       const onError = (error: Error): void => {
         socket.destroy();
         reject(socketError("connect to", host, port, errorCode(error), error));
@@ -342,7 +328,7 @@ export const nodeTransport: Transport = {
       socket.once("error", onError);
       socket.once("connect", () => {
         socket.off("error", onError);
-        resolve(new NodeConnection(socket, reads));
+        resolve(new NodeConnection(socket, ONREAD_OFFERED));
       });
     });
   },
