@@ -17,9 +17,13 @@
  * JIT) when a JDK and Netty's jars are there (`bench/netty-echo.ts`); without
  * them the matrix says why in one line and leaves the Netty row out.
  *
- * Servers run pinned to CPU 1 (`taskset -c 1`); this process, which generates
- * the load with `bench/bench.ts` in-process on Node, pins itself to CPU 0.
- * Without `taskset` or a second CPU nothing is pinned.
+ * On Node.js every server runs compiled, as npm users run it: tlvkit from the
+ * package `npm run build:npm` builds into `dist/npm/`, the raw echo compiled
+ * against it, built once at the start (`bench/node-build.ts`). Deno and Bun
+ * run the TypeScript. Servers run pinned to CPU 1 (`taskset -c 1`), the load
+ * generator on CPU 0: the native generator when there is a C compiler, else
+ * `bench/bench.ts` in this process, on Node. Without `taskset` or a second
+ * CPU nothing is pinned.
  *
  * ```sh
  * npm run bench:quick     # 1 short round per runtime, < 60 s: prints the ratios, writes nothing
@@ -70,6 +74,7 @@ import {
 } from "./bench.ts";
 import { nativeGenerator, runNativeLoad } from "./native-load.ts";
 import { nettyEcho, nettyVersion } from "./netty-echo.ts";
+import { buildNodeServers } from "./node-build.ts";
 
 // ---------------------------------------------------------------------------
 // Options
@@ -756,8 +761,10 @@ ${markdownTable(memory.header, memory.rows, 2)}
   having exchanged one 16-byte frame, minus RSS before they were opened,
   divided by their number. Garbage-collected heaps grow in steps, so this is
   approximate; "after closing" shows how much is given back right away.
-  \`peak RSS\` is the highest \`VmHWM\` over a round's load cases (start-up included;
-  Node's includes the \`tsx\` loader).
+  \`peak RSS\` is the highest \`VmHWM\` over a round's load cases (start-up included).
+  On Node.js every server runs compiled (\`node dist/npm/src/cli.js serve\`, the
+  package \`npm run build:npm\` builds; \`node dist/npm/bench/raw-echo/node.js\`),
+  not through \`tsx\`, whose transform and loader change memory per session.
 - **Latency** (p50/p99) is per frame round trip with the window's frames
   pipelined, so it includes queueing behind up to window − 1 other frames.
 - The machine is shared with whatever else runs: compare ratios (each pair ran
@@ -792,6 +799,16 @@ async function main(): Promise<number> {
     if (netty.command === undefined) {
       console.error(`bench-matrix: no Netty figures: ${netty.reason}`);
       options.netty = false;
+    }
+  }
+  if (options.runtimes.includes("node")) {
+    // Once, before any server starts: every Node server runs compiled (see node-build.ts).
+    log("bench-matrix: building the Node servers (npm run build:npm, tsc -p bench/tsconfig.node-servers.json)");
+    try {
+      buildNodeServers(ROOT);
+    } catch (error) {
+      console.error(`bench-matrix: ${error instanceof Error ? error.message : String(error)}`);
+      return 1;
     }
   }
   const pinned = canPin() && pinSelf(0);

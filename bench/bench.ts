@@ -88,13 +88,15 @@ import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
 import { ROOT, runtimeCommand } from "../tests/_processes.ts";
 import { nativeGenerator, runNativeLoad } from "./native-load.ts";
 import { nettyEcho } from "./netty-echo.ts";
+import { builtNodeCommand, type NodeServerSource } from "./node-build.ts";
 
 export { ROOT, runtimeCommand };
 
 /**
  * Which server a run talks to: tlvkit's `serve`, the raw echo of
  * `bench/raw-echo/`, or the Netty TLV echo of `bench/netty-echo/` (on the
- * JVM, whatever the runtime).
+ * JVM, whatever the runtime). On Node.js, tlvkit's servers and the raw echo
+ * run compiled (`bench/node-build.ts`); Deno and Bun run the TypeScript.
  */
 export type ServerKind = "tlvkit" | "raw" | "netty";
 /** What replies look like: tlvkit's (echo / HELLO answers) or a verbatim echo's (the request bytes). */
@@ -264,31 +266,45 @@ export function killAllServersNow(): void {
 }
 
 /**
- * Start a server as a child process and wait for its `listening on` line.
+ * The command line that starts a server of this kind on a free port (run in
+ * the repository root). On Node.js, tlvkit's servers and the raw echo run as
+ * compiled JavaScript, built on first use (`bench/node-build.ts`).
  *
  * @param kind `tlvkit` (`src/cli.ts serve`), `raw` (`bench/raw-echo/RUNTIME.ts`) or
  *   `netty` (`bench/netty-echo/`, built on first use; see `netty-echo.ts`).
  * @param runtime The runtime to run it on (not used for `netty`).
+ * @param workers For `tlvkit`: `serve --workers N` (N processes sharing the port).
+ * @returns The program and its arguments.
+ * @throws {Error} When the Node build fails or Netty cannot be built.
+ */
+export function serverCommand(kind: ServerKind, runtime: RuntimeName, workers = 1): string[] {
+  if (kind === "netty") {
+    const netty = nettyEcho(ROOT);
+    if (netty.command === undefined) throw new Error(`no Netty echo: ${netty.reason}`);
+    return [...netty.command, "0"];
+  }
+  // Starting worker processes needs more than the network under Deno.
+  const denoPermissions = workers === 1 ? ["--allow-net"] : ["--allow-net", "--allow-run", "--allow-env"];
+  const [source, args]: [string, string[]] = kind === "tlvkit"
+    ? ["src/cli.ts", ["serve", "--port", "0", "--drain-timeout", "1", "--workers", String(workers)]]
+    : [`bench/raw-echo/${runtime}.ts`, ["--port", "0"]];
+  const run = runtime === "node" ? builtNodeCommand(ROOT, source as NodeServerSource) : runtimeCommand(runtime, source, denoPermissions);
+  return [...run, ...args];
+}
+
+/**
+ * Start a server as a child process and wait for its `listening on` line.
+ *
+ * @param kind Which server (see {@link serverCommand}).
+ * @param runtime The runtime to run it on (not used for `netty`).
  * @param cpu Pin it to this CPU with `taskset -c` (ignored when pinning is impossible).
  * @param workers For `tlvkit`: `serve --workers N` (N processes sharing the port).
  * @returns The running server.
- * @throws {Error} When it exits or prints nothing within 30 s, or Netty cannot be built.
+ * @throws {Error} When it exits or prints nothing within 30 s, or it cannot be built.
  */
 export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: number, workers = 1): Promise<ServerProcess> {
-  // Starting worker processes needs more than the network under Deno.
-  const denoPermissions = workers === 1 ? ["--allow-net"] : ["--allow-net", "--allow-run", "--allow-env"];
-  let args: string[];
-  if (kind === "tlvkit") {
-    args = [...runtimeCommand(runtime, "src/cli.ts", denoPermissions), "serve", "--port", "0", "--drain-timeout", "1", "--workers", String(workers)];
-  } else if (kind === "raw") {
-    args = [...runtimeCommand(runtime, `bench/raw-echo/${runtime}.ts`), "--port", "0"];
-  } else {
-    const netty = nettyEcho(ROOT);
-    if (netty.command === undefined) throw new Error(`no Netty echo: ${netty.reason}`);
-    args = [...netty.command, "0"];
-  }
   const label = kind === "netty" ? "netty server" : `${kind} server on ${runtime}`;
-  return { kind, runtime, ...(await startServerCommand(args, label, cpu)) };
+  return { kind, runtime, ...(await startServerCommand(serverCommand(kind, runtime, workers), label, cpu)) };
 }
 
 /** A server started from a command line by {@link startServerCommand}. */
