@@ -14,6 +14,8 @@
  * node --import tsx bench/bench.ts --server raw --runtime bun --size 4096 --window 4
  * node --import tsx bench/bench.ts --server netty --size 64
  * node --import tsx bench/bench.ts --server tlvkit --runtime node --mode hello --json
+ * node --import tsx bench/bench.ts --server handler --runtime deno --size 64
+ * node --import tsx bench/bench.ts --server handler-json --runtime bun --mode json
  * node --import tsx bench/bench.ts --server tlvkit --runtime node --idle 1000
  * # attach to a running server (add --pid PID for its CPU and RSS)
  * node --import tsx bench/bench.ts --port 10086 --duration 10
@@ -22,12 +24,13 @@
  * ./node_modules/.bin/bun bench/bench.ts --server tlvkit --runtime bun
  * ```
  *
- * Options: `--host H` `--port P` (attach), or `--server tlvkit|raw` with
- * `--runtime node|deno|bun`, or `--server netty` (start it; Netty runs on the
- * JVM and needs a JDK and Netty's jars, see `bench/netty-echo.ts`); `--connections 16`, `--window 16`
- * (frames in flight per connection), `--size 64` (body bytes; for `hello` the
- * request body's approximate size), `--duration 5` and `--warmup 1` (seconds),
- * `--mode echo|hello`, `--idle N` (open N idle sessions and report the server's
+ * Options: `--host H` `--port P` (attach), or `--server
+ * tlvkit|handler|handler-json|raw` with `--runtime node|deno|bun`, or
+ * `--server netty` (start it, see {@link ServerKind}; Netty runs on the JVM and
+ * needs a JDK and Netty's jars, see `bench/netty-echo.ts`); `--connections 16`, `--window 16`
+ * (frames in flight per connection), `--size 64` (body bytes; for the other
+ * modes the request body's approximate size), `--duration 5` and `--warmup 1` (seconds),
+ * `--mode echo|hello|hello-styled|json` (see {@link LoadMode}), `--idle N` (open N idle sessions and report the server's
  * RSS before and after instead of loading it), `--expect tlvkit|raw` (what
  * replies look like when attaching; a raw echo returns every byte verbatim),
  * `--pid PID` (the attached server's process, for CPU and RSS), `--generator
@@ -88,21 +91,26 @@ import { detectRuntime, loadTransport } from "../src/transport/detect.ts";
 import { ROOT, runtimeCommand } from "../tests/_processes.ts";
 import { nativeGenerator, runNativeLoad } from "./native-load.ts";
 import { nettyEcho } from "./netty-echo.ts";
+import { builtNodeCommand, type NodeServerSource } from "./node-build.ts";
 
 export { ROOT, runtimeCommand };
 
 /**
- * Which server a run talks to: tlvkit's `serve`, the raw echo of
- * `bench/raw-echo/`, or the Netty TLV echo of `bench/netty-echo/` (on the
- * JVM, whatever the runtime).
+ * Which server a run talks to: tlvkit's `serve` (the bundled app: echo and
+ * HELLO), a tlvkit server with an ordinary handler of its own (`handler`:
+ * `bench/handler-echo.ts --app echo`, `server.fallback((r) => r.reply(r.body))`;
+ * `handler-json`: `--app json`, a JSON request/response handler), the raw
+ * echo of `bench/raw-echo/`, or the Netty TLV echo of `bench/netty-echo/` (on
+ * the JVM, whatever the runtime). On Node.js, tlvkit's servers and the raw
+ * echo run compiled (`bench/node-build.ts`); Deno and Bun run the TypeScript.
  */
-export type ServerKind = "tlvkit" | "raw" | "netty";
+export type ServerKind = "tlvkit" | "handler" | "handler-json" | "raw" | "netty";
 /** What replies look like: tlvkit's (echo / HELLO answers) or a verbatim echo's (the request bytes). */
 export type ReplyShape = "tlvkit" | "raw";
 
-/** The replies a server of this kind gives: Netty's echo returns each frame verbatim. */
+/** The replies a server of this kind gives: Netty's echo, like the raw one, returns each frame verbatim. */
 export function replyShape(kind: ServerKind): ReplyShape {
-  return kind === "netty" ? "raw" : kind;
+  return kind === "netty" || kind === "raw" ? "raw" : "tlvkit";
 }
 /**
  * What is sent: echo frames of `size` bytes; HELLO requests, compact
@@ -117,6 +125,7 @@ export type LoadMode = "echo" | "hello" | "hello-styled" | "json";
 export const LOAD_MODES: readonly LoadMode[] = ["echo", "hello", "hello-styled", "json"];
 
 const RUNTIMES: readonly RuntimeName[] = ["node", "deno", "bun"];
+const SERVER_KINDS: readonly ServerKind[] = ["tlvkit", "handler", "handler-json", "raw", "netty"];
 const utf8 = new TextEncoder();
 
 // ---------------------------------------------------------------------------
@@ -264,31 +273,47 @@ export function killAllServersNow(): void {
 }
 
 /**
+ * The command line that starts a server of this kind on a free port (run in
+ * the repository root). On Node.js, tlvkit's servers and the raw echo run as
+ * compiled JavaScript, built on first use (`bench/node-build.ts`).
+ *
+ * @param kind Which server (see {@link ServerKind}).
+ * @param runtime The runtime to run it on (not used for `netty`).
+ * @param workers For `tlvkit`: `serve --workers N` (N processes sharing the port).
+ * @returns The program and its arguments.
+ * @throws {Error} When the Node build fails or Netty cannot be built.
+ */
+export function serverCommand(kind: ServerKind, runtime: RuntimeName, workers = 1): string[] {
+  if (kind === "netty") {
+    const netty = nettyEcho(ROOT);
+    if (netty.command === undefined) throw new Error(`no Netty echo: ${netty.reason}`);
+    return [...netty.command, "0"];
+  }
+  // Starting worker processes needs more than the network under Deno.
+  const denoPermissions = workers === 1 ? ["--allow-net"] : ["--allow-net", "--allow-run", "--allow-env"];
+  const [source, args]: [string, string[]] = kind === "tlvkit"
+    ? ["src/cli.ts", ["serve", "--port", "0", "--drain-timeout", "1", "--workers", String(workers)]]
+    : kind === "raw"
+    ? [`bench/raw-echo/${runtime}.ts`, ["--port", "0"]]
+    : ["bench/handler-echo.ts", ["--app", kind === "handler" ? "echo" : "json", "--port", "0"]];
+  const run = runtime === "node" ? builtNodeCommand(ROOT, source as NodeServerSource) : runtimeCommand(runtime, source, denoPermissions);
+  return [...run, ...args];
+}
+
+/**
  * Start a server as a child process and wait for its `listening on` line.
  *
- * @param kind `tlvkit` (`src/cli.ts serve`), `raw` (`bench/raw-echo/RUNTIME.ts`) or
- *   `netty` (`bench/netty-echo/`, built on first use; see `netty-echo.ts`).
+ * @param kind Which server (see {@link ServerKind} and {@link serverCommand};
+ *   `netty` is built on first use, see `netty-echo.ts`).
  * @param runtime The runtime to run it on (not used for `netty`).
  * @param cpu Pin it to this CPU with `taskset -c` (ignored when pinning is impossible).
  * @param workers For `tlvkit`: `serve --workers N` (N processes sharing the port).
  * @returns The running server.
- * @throws {Error} When it exits or prints nothing within 30 s, or Netty cannot be built.
+ * @throws {Error} When it exits or prints nothing within 30 s, or it cannot be built.
  */
 export async function startServer(kind: ServerKind, runtime: RuntimeName, cpu?: number, workers = 1): Promise<ServerProcess> {
-  // Starting worker processes needs more than the network under Deno.
-  const denoPermissions = workers === 1 ? ["--allow-net"] : ["--allow-net", "--allow-run", "--allow-env"];
-  let args: string[];
-  if (kind === "tlvkit") {
-    args = [...runtimeCommand(runtime, "src/cli.ts", denoPermissions), "serve", "--port", "0", "--drain-timeout", "1", "--workers", String(workers)];
-  } else if (kind === "raw") {
-    args = [...runtimeCommand(runtime, `bench/raw-echo/${runtime}.ts`), "--port", "0"];
-  } else {
-    const netty = nettyEcho(ROOT);
-    if (netty.command === undefined) throw new Error(`no Netty echo: ${netty.reason}`);
-    args = [...netty.command, "0"];
-  }
   const label = kind === "netty" ? "netty server" : `${kind} server on ${runtime}`;
-  return { kind, runtime, ...(await startServerCommand(args, label, cpu)) };
+  return { kind, runtime, ...(await startServerCommand(serverCommand(kind, runtime, workers), label, cpu)) };
 }
 
 /** A server started from a command line by {@link startServerCommand}. */
@@ -959,9 +984,9 @@ export function describeIdle(result: IdleResult, target: string): string {
   return lines.join("\n");
 }
 
-const USAGE = `Usage: bench.ts [--host H --port P [--pid PID] | --server tlvkit|raw --runtime node|deno|bun | --server netty]
+const USAGE = `Usage: bench.ts [--host H --port P [--pid PID] | --server tlvkit|handler|handler-json|raw --runtime node|deno|bun | --server netty]
                 [--connections 16] [--window 16] [--size 64] [--duration 5] [--warmup 1]
-                [--mode echo|hello] [--expect tlvkit|raw] [--generator native|js] [--idle N] [--workers N]
+                [--mode echo|hello|hello-styled|json] [--expect tlvkit|raw] [--generator native|js] [--idle N] [--workers N]
                 [--no-pin] [--json]`;
 
 class UsageError extends Error {}
@@ -1024,15 +1049,16 @@ async function main(): Promise<number> {
   let generator: "native" | "js";
   let workers = 1;
   try {
-    serverKind = values.server === undefined ? undefined : choice("server", values.server, ["tlvkit", "raw", "netty"] as const, "tlvkit");
+    serverKind = values.server === undefined ? undefined : choice("server", values.server, SERVER_KINDS, "tlvkit");
     serverRuntime = values.runtime === undefined ? undefined : choice("runtime", values.runtime, RUNTIMES, "node");
     if (serverKind !== undefined && values.port !== undefined) throw new UsageError("use either --port (attach) or --server (start one), not both");
-    if (serverKind === undefined && serverRuntime !== undefined) throw new UsageError("--runtime needs --server tlvkit|raw");
+    if (serverKind === undefined && serverRuntime !== undefined) throw new UsageError("--runtime needs --server tlvkit|handler|handler-json|raw");
     if (serverKind === "netty" && serverRuntime !== undefined) throw new UsageError("--server netty runs on the JVM: leave out --runtime");
     if (serverKind !== undefined && values.pid !== undefined) throw new UsageError("--pid is for a server you attach to with --port");
     const mode = choice("mode", values.mode, LOAD_MODES, "echo");
-    if (mode.startsWith("hello") && serverKind !== undefined && serverKind !== "tlvkit") throw new UsageError(`--mode ${mode} needs --server tlvkit (a ${serverKind} echo does not answer HELLO)`);
-    if (mode === "json" && serverKind !== undefined) throw new UsageError("--mode json needs a server that answers JSON (bench/handler-echo.ts --app json): attach with --port");
+    if (mode.startsWith("hello") && serverKind !== undefined && serverKind !== "tlvkit") throw new UsageError(`--mode ${mode} needs --server tlvkit (a ${serverKind} server does not answer HELLO)`);
+    if (mode === "json" && serverKind !== undefined && serverKind !== "handler-json") throw new UsageError(`--mode json needs --server handler-json (a ${serverKind} server does not answer JSON)`);
+    if (serverKind === "handler-json" && (mode !== "json" || values.idle !== undefined)) throw new UsageError("--server handler-json answers JSON objects only: use --mode json (and not --idle)");
     const size = numberOption("size", values.size, 64, mode === "echo" ? 0 : 16, mode === "echo" ? 65_535 : 60_000, true);
     idle = values.idle === undefined ? undefined : numberOption("idle", values.idle, 1000, 1, 100_000, true);
     workers = numberOption("workers", values.workers, 1, 1, 256, true);

@@ -3,7 +3,9 @@
  * an ordinary handler of the application's own, not from the bundled app.
  * Runs unchanged on Node.js, Deno and Bun, for `bench-ab.ts` to load beside a
  * raw echo of `bench/raw-echo/` (an echo's replies are the request bytes, so
- * `--expect raw` checks both).
+ * `--expect raw` checks both); `bench.ts --server handler|handler-json` and
+ * the matrix start it themselves, on Node compiled against the built package
+ * (`node dist/npm/bench/handler-echo.js`, see `node-build.ts`).
  *
  * - `--app echo`: `server.fallback((request) => request.reply(request.body))`.
  * - `--app json`: each body is a JSON object; the reply is the same object

@@ -2,8 +2,10 @@
  * The ceiling for tlvkit on Node.js: a raw, unframed TCP echo server written
  * straight on `node:net` (every chunk read is written back as it is, with
  * `pause`/`drain` backpressure and `TCP_NODELAY`, as tlvkit's adapter sets).
- * `bench/bench.ts --server raw --runtime node` starts it to compare tlvkit's
- * per-frame cost with what the runtime's socket API costs on its own.
+ * `bench/bench.ts --server raw --runtime node` starts it, compiled like
+ * tlvkit's Node servers (`node dist/npm/bench/raw-echo/node.js`, see
+ * `bench/node-build.ts`), to compare tlvkit's per-frame cost with what the
+ * runtime's socket API costs on its own.
  *
  * ```sh
  * node --import tsx bench/raw-echo/node.ts --port 0
