@@ -279,6 +279,7 @@ async function main(): Promise<void> {
     results.push(await step("deno check", tool("deno"), ["check", "mod.ts", "cli.ts", "src/", "tests/", "scripts/", "bench/", "examples/"]));
     // The worker-thread bundle (serve --workers on Deno) matches the sources.
     results.push(await step("worker bundle", node, ["--import", "tsx", "scripts/build-thread-worker.ts", "--check"]));
+    results.push(await step("docs", node, ["--import", "tsx", "scripts/check-docs.ts"]));
     // Deno's linter over everything (it found an unmarked control-character regex once).
     results.push(await step("lint", tool("deno"), ["lint", "--quiet"]));
     // Every public symbol documented.
