@@ -48,7 +48,8 @@ import { detectRuntime } from "./detect.ts";
 import { ByteSlab } from "../_byte_slab.ts";
 import { socketAddress } from "./_socket_address.ts";
 import { peerGoneError } from "./_accept_failure.ts";
-import { errorCode, socketError } from "./_socket_error.ts";
+import { EarlyEvents } from "./_early_events.ts";
+import { asError, errorCode, socketError } from "./_socket_error.ts";
 import type {
   ConnectionHandlers,
   Connection,
@@ -103,7 +104,8 @@ class NodeConnection implements Connection {
   readonly local: SocketAddress;
   readonly #socket: net.Socket;
   #handlers: ConnectionHandlers | undefined;
-  #early: Array<() => void> | undefined;
+  /** Events before `start()` (made on the first: most connections start before anything happens). */
+  #early: EarlyEvents | undefined;
   #error: (Error & { code?: string }) | undefined;
   #state: ConnectionState = OPEN;
   /** pause() was called (and not undone): start() leaves reading off. */
@@ -144,7 +146,8 @@ class NodeConnection implements Connection {
 
   static #onCloseEvent(this: net.Socket): void {
     const connection = connectionOf(this);
-    connection.#emit(() => connection.#fireClose());
+    if (connection.#handlers === undefined) (connection.#early ??= new EarlyEvents()).addClose(() => connection.#fireClose());
+    else connection.#fireClose();
   }
 
   /** @param readsViaOnRead The socket was made with {@link NodeConnection.onread}. */
@@ -170,7 +173,8 @@ class NodeConnection implements Connection {
     this.#handlers = handlers;
     const early = this.#early;
     this.#early = undefined;
-    if (early !== undefined) for (const event of early) event();
+    // A handler that throws while they are replayed closes the connection with that error, as on Bun and Deno.
+    early?.replay(() => this.#state === CLOSED, (error) => this.#socket.destroy(asError(error)));
     if (this.#state !== CLOSED && !this.#paused) this.#socket.resume();
   }
 
@@ -217,7 +221,7 @@ class NodeConnection implements Connection {
   #onRead(chunk: Uint8Array): void {
     const handlers = this.#handlers;
     if (handlers === undefined) {
-      (this.#early ??= []).push(() => this.#onRead(chunk));
+      (this.#early ??= new EarlyEvents()).add(() => this.#onRead(chunk));
       return;
     }
     if (this.#state === CLOSED) return;
@@ -226,7 +230,7 @@ class NodeConnection implements Connection {
   }
 
   #emit(event: () => void): void {
-    if (this.#handlers === undefined) (this.#early ??= []).push(event);
+    if (this.#handlers === undefined) (this.#early ??= new EarlyEvents()).add(event);
     else if (this.#state !== CLOSED) event();
   }
 
