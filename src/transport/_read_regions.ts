@@ -1,6 +1,6 @@
 /**
- * Memory for one connection's reads, for adapters whose runtime reads into a
- * buffer the caller supplies (Deno's `conn.read`, Node's `onread`). Each read
+ * Memory for one connection's reads, for an adapter whose runtime pulls each
+ * read into a buffer given in advance (Deno's `conn.read`). Each read
  * takes the next unused region of the connection's current slab; the bytes
  * read are handed on as a view of it, and the unused tail of the region goes
  * back to the slab. A region is never read into twice, unless the receiver
@@ -18,7 +18,7 @@
  *
  * Only one read may be pending per connection: take a region, read into it,
  * then call {@link ReadRegions.filled} (or {@link ReadRegions.release}) before
- * taking the next. Private to the adapters.
+ * taking the next. Private to the Deno adapter.
  *
  * @module
  */
