@@ -385,9 +385,9 @@ function closeReasonOf(error: (Error & { code?: string }) | undefined): CloseRea
 
 /**
  * The session implementation over a transport {@link Connection}: decoder,
- * ordered send queue, backpressure, and a state machine (open → closing →
- * closed) that every path (read error, write error, timeout, shutdown,
- * application) goes through once.
+ * ordered send queue, backpressure, and a state machine ({@link Lifecycle}:
+ * open, two closing steps, closed) that every path (read error, write error,
+ * timeout, shutdown, application) goes through once.
  */
 export class TransportSession implements Session {
   readonly id: number = nextSessionId++;
