@@ -28,7 +28,7 @@ const SLAB_SIZE = 64 * 1024;
 /** A new slab is taken when less than this remains (and less than a read wants). */
 const SLAB_REFILL_BELOW = 16 * 1024;
 /** Smallest and initial read size: a fresh connection's first region. */
-export const MIN_READ = 512;
+const MIN_READ = 512;
 /** Largest read size. */
 const MAX_READ = 64 * 1024;
 
