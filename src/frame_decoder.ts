@@ -54,12 +54,13 @@ export interface FrameDecoderOptions {
 }
 
 /**
- * Called once per decoded frame, in stream order.
+ * Called once per decoded frame, in stream order, with `this` set to the
+ * `thisArg` given to {@link FrameDecoder.decode}.
  *
  * @param id Message id.
  * @param body Body bytes (a view; see {@link FrameDecoder} for its lifetime).
  */
-export type FrameCallback = (id: number, body: Uint8Array) => void;
+export type FrameCallback<This = undefined> = (this: This, id: number, body: Uint8Array) => void;
 
 /**
  * Bodies larger than this are not allocated whole from the header alone: the
@@ -103,6 +104,10 @@ const HEAD = 0;
 const BODY = 1;
 
 const EMPTY = new Uint8Array(0);
+
+/** The view lists of a decoder that has kept no views (made on the first kept). */
+const NO_VIEWS: Uint8Array[] = Object.freeze([]) as unknown as Uint8Array[];
+const NO_OFFSETS: number[] = Object.freeze([]) as unknown as number[];
 
 let setRecycling: (decoder: FrameDecoder, options: FrameDecoderOptions) => void;
 
@@ -172,8 +177,8 @@ export class FrameDecoder {
 
   #copied = 0;
   #recycle = false;
-  /** Pooled buffers of bodies completed since the last decode, until released. */
-  readonly #lent: Uint8Array[] = [];
+  /** Pooled buffers of bodies completed since the last decode, until released (made on the first). */
+  #lent: Uint8Array[] | undefined;
   /** The pooled buffer #body is a view of, while a recycled body is collected. */
   #pooled: Uint8Array | undefined;
   /** `reuseViews` was asked for (with `recycleBodies`). */
@@ -187,8 +192,8 @@ export class FrameDecoder {
   /** Chunks in a row that did not come in the memory of the one before. */
   #freshChunks = 0;
   /** The whole-frame bodies the last chunk in `#viewBuffer` was given, in order, and their offsets in it. */
-  readonly #views: Uint8Array[] = [];
-  readonly #viewOffsets: number[] = [];
+  #views: Uint8Array[] = NO_VIEWS;
+  #viewOffsets: number[] = NO_OFFSETS;
   /** `releaseBodies` was called since the last decode: `#views` may be handed out again. */
   #viewsReleased = false;
   #decoding = false;
@@ -254,7 +259,7 @@ export class FrameDecoder {
   releaseBodies(): void {
     this.#viewsReleased = true;
     const lent = this.#lent;
-    if (lent.length === 0) return;
+    if (lent === undefined || lent.length === 0) return;
     for (let i = 0; i < lent.length; i++) givePooled(lent[i]!);
     lent.length = 0;
   }
@@ -271,6 +276,8 @@ export class FrameDecoder {
    *
    * @param chunk Bytes as read from the stream (any size, including 0).
    * @param onFrame Called with each frame's id and body.
+   * @param thisArg `this` for `onFrame`, as with `Array.prototype.forEach`:
+   *   one method serves many decoders without a closure for each.
    * @throws {FrameTooLargeError} When a header announces more than `maxBody`.
    * @throws {DecoderFailedError} When the decoder failed earlier.
    * @example
@@ -280,10 +287,10 @@ export class FrameDecoder {
    * decoder.decode(new Uint8Array([0, 7, 0, 1, 0x61]), (id, body) => console.log(id, body.length)); // 7 1
    * ```
    */
-  decode(chunk: Uint8Array, onFrame: FrameCallback): void {
+  decode<This = undefined>(chunk: Uint8Array, onFrame: FrameCallback<This>, thisArg?: This): void {
     this.#enter();
     try {
-      this.#decode(chunk, onFrame);
+      this.#decode(chunk, onFrame, thisArg as This);
     } catch (error) {
       this.#failed = true;
       this.#failure = error;
@@ -363,9 +370,9 @@ export class FrameDecoder {
     this.#decoding = true;
   }
 
-  #decode(chunk: Uint8Array, onFrame: FrameCallback): void {
+  #decode<This>(chunk: Uint8Array, onFrame: FrameCallback<This>, thisArg: This): void {
     // Bodies of the previous decode that were not released may still be in use.
-    if (this.#lent.length > 0) this.#lent.length = 0;
+    if (this.#lent !== undefined && this.#lent.length > 0) this.#lent.length = 0;
     const headerSize = this.#headerSize;
     const idBytes = this.#idBytes;
     const lengthBytes = this.#lengthBytes;
@@ -378,14 +385,18 @@ export class FrameDecoder {
     const base = chunk.byteOffset;
     let pos = 0;
     // Frames of this chunk whose view may be the previous chunk's (see reuseViews), and their count.
-    const views = this.#views;
-    const offsets = this.#viewOffsets;
+    let views = this.#views;
+    let offsets = this.#viewOffsets;
     let reusable = 0;
     let keep = 0;
     if (this.#reuseViews) {
       keep = this.#viewTarget(buffer);
+      if (keep > 0 && views === NO_VIEWS) {
+        views = this.#views = [];
+        offsets = this.#viewOffsets = [];
+      }
       if (keep > 0 && this.#viewsReleased) reusable = views.length;
-      else views.length = 0;
+      else if (views.length > 0) views.length = 0;
       this.#viewsReleased = false;
     }
     let frame = 0;
@@ -400,11 +411,11 @@ export class FrameDecoder {
         const body = this.#body;
         this.#body = EMPTY;
         if (this.#pooled !== undefined) {
-          this.#lent.push(this.#pooled);
+          (this.#lent ??= []).push(this.#pooled);
           this.#pooled = undefined;
         }
         this.#state = HEAD;
-        onFrame(this.#id, body);
+        onFrame.call(thisArg, this.#id, body);
         continue;
       }
 
@@ -437,7 +448,7 @@ export class FrameDecoder {
           }
           frame++;
           pos += length;
-          onFrame(id, body);
+          onFrame.call(thisArg, id, body);
           continue;
         }
       } else {
@@ -454,7 +465,7 @@ export class FrameDecoder {
         length = readField(this.#head, idBytes, lengthBytes, little);
         if (length > this.#maxBody) throw new FrameTooLargeError(length, this.#maxBody);
         if (length === 0) {
-          onFrame(id, new Uint8Array(0));
+          onFrame.call(thisArg, id, new Uint8Array(0));
           continue;
         }
       }

@@ -276,6 +276,10 @@ const EMPTY = new Uint8Array(0);
 /** The pipeline of a session whose handlers have all finished at once so far. */
 const NO_SLOTS: ReplySlot[] = Object.freeze([]) as unknown as ReplySlot[];
 
+/** Sessions whose flush waits for the next microtask ({@link TransportSession}'s `#flushDue`), and a spare list. */
+let flushDue: TransportSession[] = [];
+let spareFlushDue: TransportSession[] = [];
+
 /** Send-queue arrays longer than this are replaced after a flush instead of kept. */
 const KEPT_QUEUE_LENGTH = 1024;
 
@@ -448,8 +452,6 @@ export class TransportSession implements Session {
   /** The pooled buffer of the flush the transport is still writing. */
   #inFlight: Uint8Array | undefined;
 
-  readonly #flushTask = (): void => this.#flush();
-  readonly #onFrame = (id: number, body: Uint8Array): void => this.#dispatch(id, body);
 
   /**
    * @param connection The transport connection; the session starts it.
@@ -709,7 +711,7 @@ export class TransportSession implements Session {
     const borrow = this.#options.borrowBodies;
     this.#receiving = true;
     try {
-      this.#decoder.decode(chunk, this.#onFrame);
+      this.#decoder.decode(chunk, TransportSession.#onFrame, this);
     } catch (error) {
       if (error instanceof FrameTooLargeError) this.beginClose("frame-too-large", true, error);
       else this.beginClose("error", false, error instanceof Error ? error : new Error(String(error)));
@@ -866,11 +868,39 @@ export class TransportSession implements Session {
     this.#queueBytes += this.#headerSize + body.length;
     if (!this.#flushScheduled && !this.#waitingDrain && !this.#receiving) {
       this.#flushScheduled = true;
-      queueMicrotask(this.#flushTask);
+      if (flushDue.length === 0) queueMicrotask(TransportSession.#flushDue);
+      flushDue.push(this);
     }
     if (!this.#overHighWater && this.#queueBytes + this.#connection.backlog > this.#options.highWaterMark) {
       this.#updateReading();
     }
+  }
+
+  /** The decoder's frame callback (`this` is the session): no closure per session. */
+  static #onFrame(this: TransportSession, id: number, body: Uint8Array): void {
+    this.#dispatch(id, body);
+  }
+
+  /**
+   * Flush every session that queued frames outside its own `#onData` since
+   * the last microtask: one microtask for all of them (a broadcast queues to
+   * many), and no closure per session.
+   */
+  static #flushDue(): void {
+    const due = flushDue;
+    flushDue = spareFlushDue;
+    spareFlushDue = due;
+    for (let i = 0; i < due.length; i++) {
+      try {
+        due[i]!.#flush();
+      } catch (error) {
+        // Thrown by an owner's hook: fails as it would in a microtask of its own, and the others still flush.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+    due.length = 0;
   }
 
   /** Write every queued frame in one buffer: a copy into a slab region or a pooled buffer. */

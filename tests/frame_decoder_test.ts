@@ -49,6 +49,22 @@ describe("FrameDecoder", () => {
     assert.equal(decoder.bufferedBytes, 0);
   });
 
+  it("calls onFrame with thisArg as this, for whole, split and empty bodies", () => {
+    class Sink {
+      readonly seen: string[] = [];
+      frame(this: Sink, id: number, body: Uint8Array): void {
+        this.seen.push(`${id}:${toHex(body)}`);
+      }
+    }
+    const sink = new Sink();
+    const decoder = new FrameDecoder();
+    // A whole frame, then a frame whose body spans two chunks, then an empty body after a split header.
+    decoder.decode(fromHex("00 01 00 01 aa 00 02 00 02 bb"), Sink.prototype.frame, sink);
+    decoder.decode(fromHex("cc 00"), Sink.prototype.frame, sink);
+    decoder.decode(fromHex("03 00 00"), Sink.prototype.frame, sink);
+    assert.deepEqual(sink.seen, ["1:aa", "2:bb cc", "3:"]);
+  });
+
   it("reassembles every two-cut split of a three-frame stream", () => {
     for (let a = 0; a <= STREAM.length; a++) {
       for (let b = a; b <= STREAM.length; b++) {

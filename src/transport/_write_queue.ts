@@ -28,11 +28,16 @@ const MERGE_LIMIT = 64 * 1024;
 const KEPT_LENGTH = 1024;
 /** Fills written queue slots. */
 const EMPTY = new Uint8Array(0);
+/** The array of a queue that has never held anything (most never do: writes are taken whole). */
+const NEVER_USED: Uint8Array[] = Object.freeze([]) as unknown as Uint8Array[];
 
 /** Buffers waiting to be written, oldest first, and the number of bytes they hold. */
 export class WriteQueue {
-  /** The queued buffers are `#buffers[#head]` up to (not including) `#buffers[#tail]`; the array is kept between backlogs. */
-  #buffers: Uint8Array[] = [];
+  /**
+   * The queued buffers are `#buffers[#head]` up to (not including)
+   * `#buffers[#tail]`; the array is made on the first push and kept between backlogs.
+   */
+  #buffers: Uint8Array[] = NEVER_USED;
   #head = 0;
   #tail = 0;
   /** Bytes of the head buffer already written. */
@@ -52,6 +57,7 @@ export class WriteQueue {
    */
   push(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
+    if (this.#buffers === NEVER_USED) this.#buffers = [];
     this.#buffers[this.#tail++] = bytes;
     this.#backlog += bytes.length;
     this.#drainDue = true;
@@ -112,7 +118,7 @@ export class WriteQueue {
     const next = ++this.#head;
     if (next === this.#tail) {
       // Empty: start again at the front (a long array, after a large backlog, is let go).
-      if (buffers.length > KEPT_LENGTH) this.#buffers = [];
+      if (buffers.length > KEPT_LENGTH) this.#buffers = NEVER_USED;
       this.#head = this.#tail = 0;
     } else if (next >= KEPT_LENGTH && next * 2 >= this.#tail) {
       buffers.splice(0, next);
@@ -133,7 +139,7 @@ export class WriteQueue {
 
   /** Drop everything queued (the connection closed): the buffers are let go unwritten. */
   clear(): void {
-    this.#buffers = [];
+    this.#buffers = NEVER_USED;
     this.#head = this.#tail = this.#headOffset = 0;
     this.#backlog = 0;
     this.#drainDue = false;

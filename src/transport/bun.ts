@@ -126,24 +126,30 @@ const readCopies = new ByteSlab(2 * COPY_MAX, COPY_MAX);
 
 class BunConnection implements Connection {
   readonly remote: SocketAddress;
-  readonly local: SocketAddress;
   readonly #socket: Socket;
+  /** The listener's host, for a socket that does not know its own. */
+  readonly #localHost: string;
+  /** This end's address, made when first asked for (servers seldom ask). */
+  #local: SocketAddress | undefined;
   #handlers: ConnectionHandlers | undefined;
-  /** Events before `start()`: data, end, drain, the close. */
-  readonly #early = new EarlyEvents();
+  /** Events before `start()`: data, end, drain, the close (made on the first). */
+  #early: EarlyEvents | undefined;
   /** How far it has closed (`_close_sequence.ts`). */
   #state: CloseState = OPEN;
   /** What `onClose` reports: an error from Bun, or what a handler threw. */
   #closeError: SocketError | undefined;
-  /** Where small chunks are copied to (its bytes allocated on the first one). */
   /** Bytes not yet taken by Bun. */
   readonly #queue = new WriteQueue();
 
   constructor(socket: Socket, localHost: string) {
     this.#socket = socket;
     this.remote = socketAddress(socket.remoteAddress, socket.remotePort);
-    this.local = socketAddress(socket.localAddress || localHost, socket.localPort);
+    this.#localHost = localHost;
     socket.setNoDelay(true);
+  }
+
+  get local(): SocketAddress {
+    return (this.#local ??= socketAddress(this.#socket.localAddress || this.#localHost, this.#socket.localPort));
   }
 
   /**
@@ -180,7 +186,9 @@ class BunConnection implements Connection {
   start(handlers: ConnectionHandlers): void {
     if (this.#handlers) throw new Error("Cannot start a connection twice");
     this.#handlers = handlers;
-    this.#early.replay(() => this.#state === CLOSED, (error) => this.#fail(asError(error)));
+    const early = this.#early;
+    this.#early = undefined;
+    early?.replay(() => this.#state === CLOSED, (error) => this.#fail(asError(error)));
   }
 
   get backlog(): number {
@@ -247,7 +255,7 @@ class BunConnection implements Connection {
     const handlers = this.#handlers;
     if (handlers === undefined) {
       // Handed on as it came (see the module doc), at start().
-      this.#early.add(() => this.#handlers!.onData(bytes));
+      (this.#early ??= new EarlyEvents()).add(() => this.#handlers!.onData(bytes));
       return;
     }
     if (bytes.length > COPY_MAX) {
@@ -275,7 +283,7 @@ class BunConnection implements Connection {
   #emit(event: "onEnd" | "onDrain"): void {
     const handlers = this.#handlers;
     if (handlers === undefined) {
-      this.#early.add(() => this.#handlers![event]());
+      (this.#early ??= new EarlyEvents()).add(() => this.#handlers![event]());
       return;
     }
     try {
@@ -344,8 +352,8 @@ class BunConnection implements Connection {
       queueMicrotask(() => this.#report(withEnd));
       return;
     }
-    if (withEnd) this.#early.add(() => this.#handlers!.onEnd());
-    this.#early.addClose(() => this.#report(false));
+    if (withEnd) (this.#early ??= new EarlyEvents()).add(() => this.#handlers!.onEnd());
+    (this.#early ??= new EarlyEvents()).addClose(() => this.#report(false));
   }
 
   /** Deliver the close, after `onEnd` when Bun reported the peer's FIN only as the close. */

@@ -164,11 +164,12 @@ function addressOf(address: DenoNetAddr): SocketAddress {
 
 class DenoConnection implements Connection {
   readonly remote: SocketAddress;
-  readonly local: SocketAddress;
+  /** This end's address, made when first asked for (servers seldom ask). */
+  #local: SocketAddress | undefined;
   readonly #conn: DenoConn;
   #handlers: ConnectionHandlers | undefined;
-  /** Events before `start()`: a drain, the close. */
-  readonly #early = new EarlyEvents();
+  /** Events before `start()`: a drain, the close (made on the first). */
+  #early: EarlyEvents | undefined;
   /** How far it has closed (`_close_sequence.ts`). */
   #state: CloseState = OPEN;
   #closeError: SocketError | undefined;
@@ -204,7 +205,6 @@ class DenoConnection implements Connection {
     this.#conn = conn;
     this.#readsAfterWrites = readsAfterWrites;
     this.remote = addressOf(conn.remoteAddr);
-    this.local = addressOf(conn.localAddr);
     try {
       conn.setNoDelay(true);
     } catch {
@@ -212,10 +212,16 @@ class DenoConnection implements Connection {
     }
   }
 
+  get local(): SocketAddress {
+    return (this.#local ??= addressOf(this.#conn.localAddr));
+  }
+
   start(handlers: ConnectionHandlers): void {
     if (this.#handlers) throw new Error("Cannot start a connection twice");
     this.#handlers = handlers;
-    this.#early.replay(() => this.#state === CLOSED, (error) => {
+    const early = this.#early;
+    this.#early = undefined;
+    early?.replay(() => this.#state === CLOSED, (error) => {
       // Closed before start(): the close, kept for now, reports the error.
       if (this.#state === CLOSED) this.#closeError ??= asError(error);
       else this.#close(asError(error));
@@ -416,7 +422,7 @@ class DenoConnection implements Connection {
     if (!this.#queue.takeDrain()) return undefined;
     const handlers = this.#handlers;
     if (handlers === undefined) {
-      this.#early.add(() => this.#handlers!.onDrain());
+      (this.#early ??= new EarlyEvents()).add(() => this.#handlers!.onDrain());
       return undefined;
     }
     try {
@@ -458,7 +464,7 @@ class DenoConnection implements Connection {
     this.#queue.clear();
     this.#wakeReader();
     if (this.#handlers !== undefined) this.#report();
-    else this.#early.addClose(() => this.#report());
+    else (this.#early ??= new EarlyEvents()).addClose(() => this.#report());
   }
 
   #report(): void {

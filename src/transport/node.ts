@@ -101,8 +101,9 @@ type ConnectionState = typeof OPEN | typeof ENDED | typeof CLOSED;
 
 class NodeConnection implements Connection {
   readonly remote: SocketAddress;
-  readonly local: SocketAddress;
   readonly #socket: net.Socket;
+  /** This end's address, made when first asked for (servers seldom ask). */
+  #local: SocketAddress | undefined;
   #handlers: ConnectionHandlers | undefined;
   /** Events before `start()` (made on the first: most connections start before anything happens). */
   #early: EarlyEvents | undefined;
@@ -159,13 +160,16 @@ class NodeConnection implements Connection {
       if (this.#state === OPEN) this.#emit(() => this.#handlers!.onDrain());
     });
     this.remote = socketAddress(socket.remoteAddress, socket.remotePort);
-    this.local = socketAddress(socket.localAddress, socket.localPort);
     socket.setNoDelay(true);
     socket.on("error", NodeConnection.#onError);
     if (!readsViaOnRead) socket.on("data", NodeConnection.#onDataEvent);
     socket.on("end", NodeConnection.#onEndEvent);
     socket.on("drain", NodeConnection.#onDrainEvent);
     socket.on("close", NodeConnection.#onCloseEvent);
+  }
+
+  get local(): SocketAddress {
+    return (this.#local ??= socketAddress(this.#socket.localAddress, this.#socket.localPort));
   }
 
   start(handlers: ConnectionHandlers): void {
