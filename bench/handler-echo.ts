@@ -12,6 +12,9 @@
  *   with `"ok": true` added, as a request/response service would answer.
  *   (Replies differ from the requests: load it with a generator that checks
  *   JSON, not with `--expect raw`.)
+ * - `--borrow`: serve with `borrowBodies: true` (bodies lent to the handler
+ *   until it returns), to measure what owned bodies cost
+ *   (docs/performance.md#buffers-and-memory).
  *
  * ```sh
  * node --import tsx bench/handler-echo.ts --app echo --port 0
@@ -34,6 +37,7 @@ const { values } = parseArgs({
     host: { type: "string", default: "127.0.0.1" },
     port: { type: "string", default: "10088" },
     app: { type: "string", default: "echo" },
+    borrow: { type: "boolean", default: false },
   },
 });
 const port = Number(values.port);
@@ -58,7 +62,7 @@ if (handler === undefined) {
   process.exit(2);
 }
 
-const server = await serve({ host: values.host, port, logger: createLogger("error") });
+const server = await serve({ host: values.host, port, logger: createLogger("error"), borrowBodies: values.borrow });
 server.fallback(handler);
 console.log(`listening on ${server.address.host}:${server.address.port}`);
 const stop = (): void => {

@@ -12,6 +12,10 @@
  * # listening on 127.0.0.1:PORT      (SIGTERM or SIGINT exits 0)
  * ```
  *
+ * `--read-size N` reads into N bytes instead of 32 KiB: with a small N, what
+ * an idle connection with a read pending costs Deno itself, the floor under
+ * any Deno server's idle sessions (docs/performance.md#idle-sessions).
+ *
  * @module
  */
 
@@ -45,7 +49,11 @@ if (Deno === undefined) throw new Error("bench/raw-echo/deno.ts runs on Deno onl
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { host: { type: "string", default: "127.0.0.1" }, port: { type: "string", default: "10087" } },
+  options: {
+    host: { type: "string", default: "127.0.0.1" },
+    port: { type: "string", default: "10087" },
+    "read-size": { type: "string", default: String(32 * 1024) },
+  },
 });
 const port = Number(values.port);
 if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) {
@@ -53,7 +61,11 @@ if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) {
   Deno.exit(2);
 }
 
-const BUFFER_SIZE = 32 * 1024;
+const BUFFER_SIZE = Number(values["read-size"]);
+if (!(Number.isInteger(BUFFER_SIZE) && BUFFER_SIZE >= 1 && BUFFER_SIZE <= 2 ** 24)) {
+  console.error(`raw-echo: --read-size must be an integer from 1 to 16777216, got "${values["read-size"]}"`);
+  Deno.exit(2);
+}
 const conns = new Set<RawDenoConn>();
 
 async function echo(conn: RawDenoConn): Promise<void> {
