@@ -54,10 +54,14 @@ export {
   NoHandlerError,
   serve,
   type Server,
+  type PublishOptions,
   type ServerCloseOptions,
   type ServerOptions,
 } from "./src/server.ts";
 export type { ServerStats } from "./src/server_stats.ts";
+export type { TopicOptions } from "./src/topics.ts";
+export type { BusStats, ClusterNode, ClusterOptions, ClusterTuning, ServerCluster } from "./src/cluster/cluster.ts";
+export type { Bus, BusIdentity, BusMessage, BusReceiver } from "./src/cluster/bus.ts";
 export {
   type Client,
   type ClientClose,

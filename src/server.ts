@@ -6,6 +6,7 @@
  */
 
 import type { CloseReason } from "./close_reason.ts";
+import { FrameEncoder } from "./frame_encoder.ts";
 import { FrameLayout, type FrameLayoutOptions } from "./frame_layout.ts";
 import { createLogger, type Logger, ThrottledLog } from "./logger.ts";
 import { Router } from "./router.ts";
@@ -17,8 +18,12 @@ import {
   type Session,
   type SessionOptions,
   type SessionOwner,
+  SERVER_ROLE,
   TransportSession,
 } from "./session.ts";
+import { type Bus, LocalBus, nodeOfSession, SESSIONS_PER_NODE } from "./cluster/bus.ts";
+import { Cluster, type ClusterOptions, type ServerCluster } from "./cluster/cluster.ts";
+import { TopicRegistry, type TopicOptions } from "./topics.ts";
 import { type ServerStats, StatsTally } from "./server_stats.ts";
 import { acceptFailureKind } from "./transport/_accept_failure.ts";
 import { formatHostPort } from "./transport/_socket_address.ts";
@@ -40,7 +45,7 @@ export interface ErrorContext {
  * Options of {@link serve}. Layout options (`idBytes`, `lengthBytes`,
  * `byteOrder`, `maxBody`) apply both ways on every session.
  */
-export interface ServerOptions extends FrameLayoutOptions, SessionOptions {
+export interface ServerOptions extends FrameLayoutOptions, SessionOptions, TopicOptions {
   /**
    * Address to listen on.
    * @default {"127.0.0.1"}
@@ -57,12 +62,19 @@ export interface ServerOptions extends FrameLayoutOptions, SessionOptions {
    * `--unstable-net`) and Bun, where the kernel spreads new connections over
    * the listeners; on Node, only in a `node:cluster` worker (the primary
    * accepts and hands connections out in turn), or on Node 22.12 and later.
-   * Each server keeps its own sessions: `sessions`, `push` and `broadcast`
-   * reach only the connections this process accepted. `serve --workers N`
-   * starts and supervises such processes.
+   * Each server keeps its own sessions: `sessions` lists only the
+   * connections this process accepted; `push`, `broadcast` and `publish`
+   * reach the others through a `cluster`. `serve --workers N` starts and
+   * supervises such processes, joined by a bus of their own.
    * @default {false}
    */
   reusePort?: boolean;
+  /**
+   * Join a cluster: `broadcast`, `publish` and `push` then reach the
+   * sessions of every node (see {@link ClusterOptions}). Without it the
+   * server is a cluster of one.
+   */
+  cluster?: ClusterOptions;
   /** Routes frames to handlers. Handlers can also be added with `server.handle`. */
   router?: Router;
   /**
@@ -172,6 +184,10 @@ export class Server {
   readonly #acceptErrorLog = new ThrottledLog();
   readonly #abortedLog = new ThrottledLog();
   readonly #tally: StatsTally;
+  readonly #topics: TopicRegistry;
+  readonly #cluster: Cluster;
+  /** Checks what is pushed, broadcast and published before it goes anywhere. */
+  readonly #encoder: FrameEncoder;
 
   /**
    * Build an unbound server. Applications call {@link serve} instead, which
@@ -180,8 +196,9 @@ export class Server {
    * @param options The server options.
    * @param layout The validated frame layout.
    * @param sessionOptions The validated session options.
+   * @param bus The cluster's bus (a {@link LocalBus} for a server alone).
    */
-  constructor(options: ServerOptions, layout: FrameLayout, sessionOptions: ResolvedSessionOptions) {
+  constructor(options: ServerOptions, layout: FrameLayout, sessionOptions: ResolvedSessionOptions, bus: Bus) {
     this.#options = options;
     this.layout = layout;
     this.#sessionOptions = sessionOptions;
@@ -190,8 +207,20 @@ export class Server {
     this.#maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.address = { host: "", port: 0 };
     this.#tally = new StatsTally(sessionOptions.clock.now());
+    this.#encoder = new FrameEncoder(layout);
     const logger = this.#logger;
+    this.#cluster = new Cluster(bus, {
+      deliverBroadcast: (id, body, except) => this.#deliverBroadcast(id, body, except),
+      deliverPublish: (topic, id, body, except) => this.#deliverPublish(topic, id, body, except),
+      deliverPush: (session, id, body) => this.#sessions.get(session)?.send(id, body) ?? false,
+      sessionCount: () => this.#sessions.size,
+    }, logger, sessionOptions.clock, options.cluster);
+    this.#topics = new TopicRegistry(options, {
+      first: (topic) => this.#cluster.join(topic),
+      last: (topic) => this.#cluster.leave(topic),
+    });
     this.#owner = {
+      topics: this.#topics,
       dispatch: (request) => {
         const handler: Handler | undefined = this.router.route(request.id);
         if (handler === undefined) throw new NoHandlerError(request.id);
@@ -211,6 +240,7 @@ export class Server {
       },
       closed: (session, reason, error) => {
         this.#sessions.delete(session.id);
+        this.#topics.leaveAll(session);
         this.#tally.closed(session, reason);
         const { framesIn, framesOut } = session.counters;
         logger.debug(
@@ -230,6 +260,11 @@ export class Server {
   /** Open sessions by id. */
   get sessions(): ReadonlyMap<number, Session> {
     return this.#sessions;
+  }
+
+  /** The cluster this server belongs to: its node's name and the live nodes. */
+  get cluster(): ServerCluster {
+    return this.#cluster;
   }
 
   /** `true` once {@link Server.close} has been called. */
@@ -259,7 +294,7 @@ export class Server {
    * ```
    */
   stats(): ServerStats {
-    return this.#tally.snapshot(this.#sessionOptions.clock.now(), this.#sessions.values());
+    return this.#tally.snapshot(this.#sessionOptions.clock.now(), this.#sessions.values(), this.#cluster.stats());
   }
 
   /**
@@ -300,34 +335,44 @@ export class Server {
   }
 
   /**
-   * Push a frame to one session (see {@link Session.send}).
+   * Push a frame to one session, on whichever node of the cluster holds it
+   * (see {@link Session.send}; its id says which node).
    *
    * @param sessionId The session's id.
    * @param id Message id.
    * @param body Body bytes or text.
-   * @returns `false` when there is no such open session, or the push closed it
-   * as a slow consumer.
+   * @returns Resolves to `false` when no node holds such an open session,
+   *   the push closed it as a slow consumer, or (another node's session) the
+   *   bus is down or that node did not answer within `pushTimeout`.
+   * @throws {FrameTooLargeError} When the body is longer than `maxBody`.
+   * @throws {RangeError} When the id does not fit the layout.
    * @example
    * ```ts
    * import { serve } from "@tlvkit/tlvkit";
    * const server = await serve({ port: 0 });
-   * server.push(42, 9, "news"); // false: no session 42
+   * console.log(await server.push(42, 9, "news")); // false: no session 42
    * await server.close();
    * ```
    */
-  push(sessionId: number, id: number, body: Uint8Array | string): boolean {
-    const session = this.#sessions.get(sessionId);
-    return session === undefined ? false : session.send(id, body);
+  push(sessionId: number, id: number, body: Uint8Array | string): Promise<boolean> {
+    const bytes = typeof body === "string" ? encodeUtf8(body) : body;
+    this.#check(id, bytes);
+    if (nodeOfSession(sessionId) === this.#cluster.number) {
+      return Promise.resolve(this.#sessions.get(sessionId)?.send(id, bytes) ?? false);
+    }
+    return this.#cluster.pushRemote(sessionId, id, bytes);
   }
 
   /**
-   * Push a frame to every open session of this server. With `reusePort`
-   * (`serve --workers`), that is the sessions this process accepted, not those
-   * of the other processes sharing the port.
+   * Push a frame to every open session of every node of the cluster (on the
+   * other nodes, as soon as the bus carries it there; see {@link ClusterOptions}).
    *
    * @param id Message id.
    * @param body Body bytes or text (encoded once for all sessions).
-   * @returns How many sessions queued it.
+   * @param options `except`: a session id that is left out (the sender's, say).
+   * @returns How many sessions of this node queued it.
+   * @throws {FrameTooLargeError} When the body is longer than `maxBody`.
+   * @throws {RangeError} When the id does not fit the layout.
    * @example
    * ```ts
    * import { serve } from "@tlvkit/tlvkit";
@@ -336,11 +381,65 @@ export class Server {
    * await server.close();
    * ```
    */
-  broadcast(id: number, body: Uint8Array | string): number {
+  broadcast(id: number, body: Uint8Array | string, options: PublishOptions = {}): number {
     const bytes = typeof body === "string" ? encodeUtf8(body) : body;
+    this.#check(id, bytes);
+    const except = options.except ?? 0;
+    const count = this.#deliverBroadcast(id, bytes, except);
+    this.#cluster.broadcast(id, bytes, except);
+    return count;
+  }
+
+  /**
+   * Push a frame to every session subscribed to `topic` (see
+   * {@link Session.subscribe}), on every node of the cluster. Frames one node
+   * publishes to one topic arrive in the order it published them.
+   *
+   * @param topic The topic.
+   * @param id Message id.
+   * @param body Body bytes or text (encoded once for all sessions).
+   * @param options `except`: a session id that is left out (the sender's, say).
+   * @returns How many sessions of this node queued it.
+   * @throws {TypeError} When `topic` is not a non-empty string.
+   * @throws {RangeError} When the topic is too long or the id does not fit the layout.
+   * @throws {FrameTooLargeError} When the body is longer than `maxBody`.
+   * @example
+   * ```ts
+   * import { serve } from "@tlvkit/tlvkit";
+   * const server = await serve({ port: 0 });
+   * server.handle(1, (request) => { request.session.subscribe(request.text()); });
+   * server.publish("news", 9, "hello"); // 0: nobody subscribed yet
+   * await server.close();
+   * ```
+   */
+  publish(topic: string, id: number, body: Uint8Array | string, options: PublishOptions = {}): number {
+    this.#topics.check(topic);
+    const bytes = typeof body === "string" ? encodeUtf8(body) : body;
+    this.#check(id, bytes);
+    const except = options.except ?? 0;
+    const count = this.#deliverPublish(topic, id, bytes, except);
+    this.#cluster.publish(topic, id, bytes, except);
+    return count;
+  }
+
+  #check(id: number, body: Uint8Array): void {
+    this.#encoder.check(id, body);
+  }
+
+  #deliverBroadcast(id: number, body: Uint8Array, except: number): number {
     let count = 0;
     for (const session of [...this.#sessions.values()]) {
-      if (session.send(id, bytes)) count++;
+      if (session.id !== except && session.send(id, body)) count++;
+    }
+    return count;
+  }
+
+  #deliverPublish(topic: string, id: number, body: Uint8Array, except: number): number {
+    const subscribers = this.#topics.subscribers(topic);
+    if (subscribers === undefined) return 0;
+    let count = 0;
+    for (const session of [...subscribers]) {
+      if (session.id !== except && session.send(id, body)) count++;
     }
     return count;
   }
@@ -371,7 +470,7 @@ export class Server {
         new RangeError(`Invalid option "drainTimeout": ${String(drainTimeout)} is not a non-negative number of milliseconds`),
       );
     }
-    this.#closing ??= this.#shutdown(drainTimeout);
+    this.#closing ??= this.#shutdown(drainTimeout).finally(() => this.#cluster.close());
     return this.#closing;
   }
 
@@ -381,6 +480,16 @@ export class Server {
    * @param transport The socket adapter to listen with.
    */
   async listen(transport: Transport): Promise<void> {
+    await this.#cluster.start();
+    try {
+      await this.#bind(transport);
+    } catch (error) {
+      await this.#cluster.close();
+      throw error;
+    }
+  }
+
+  async #bind(transport: Transport): Promise<void> {
     const host = this.#options.host ?? DEFAULT_HOST;
     const port = this.#options.port ?? DEFAULT_PORT;
     this.#listener = await transport.listen({
@@ -393,7 +502,14 @@ export class Server {
   }
 
   #accept(connection: Connection): void {
-    const session = new TransportSession(connection, this.layout, this.#sessionOptions, this.#owner);
+    const session = new TransportSession(
+      connection,
+      this.layout,
+      this.#sessionOptions,
+      this.#owner,
+      SERVER_ROLE,
+      this.#cluster.number * SESSIONS_PER_NODE,
+    );
     if (this.#closing !== undefined) {
       session.start();
       session.beginClose("server-shutdown", false);
@@ -497,7 +613,33 @@ export async function serve(options: ServerOptions = {}): Promise<Server> {
     throw new RangeError(`Invalid option "maxConnections": ${options.maxConnections} is not a positive integer`);
   }
   const transport = typeof options.transport === "object" ? options.transport : await loadTransport(options.transport);
-  const server = new Server(options, layout, sessionOptions);
+  const bus = await busFor(options.cluster);
+  const server = new Server(options, layout, sessionOptions, bus);
   await server.listen(transport);
   return server;
+}
+
+/** Options of {@link Server.broadcast} and {@link Server.publish}. */
+export interface PublishOptions {
+  /** A session id left out (the sender's, say); on any node. */
+  except?: number;
+}
+
+/** The bus `options` ask for: Redis (loaded only then), the caller's own, or none. */
+async function busFor(options: ClusterOptions | undefined): Promise<Bus> {
+  if (options === undefined) return new LocalBus("local");
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`Invalid option "cluster": ${String(options)} is not an object`);
+  }
+  if (options.node !== undefined && (typeof options.node !== "string" || options.node === "" || options.node.length > 200)) {
+    throw new TypeError(`Invalid option "cluster.node": ${JSON.stringify(options.node)} is not a name of 1 to 200 characters`);
+  }
+  const node = options.node ?? `node-${crypto.randomUUID().slice(0, 8)}`;
+  if (options.bus !== undefined) {
+    if (options.redis !== undefined) throw new TypeError(`Invalid option "cluster": give "redis" or "bus", not both`);
+    return options.bus;
+  }
+  if (options.redis === undefined) throw new TypeError(`Invalid option "cluster": it needs "redis" (a URL) or "bus"`);
+  const { RedisBus } = await import("./cluster/redis_bus.ts");
+  return new RedisBus({ url: options.redis, node, prefix: options.prefix ?? "tlvkit" });
 }

@@ -6,6 +6,7 @@
  */
 
 import { CLOSE_REASONS, type CloseReason } from "./close_reason.ts";
+import type { BusStats } from "./cluster/cluster.ts";
 import type { Session, SessionCounters } from "./session.ts";
 
 /**
@@ -62,6 +63,12 @@ export interface ServerStats {
    * count as `connection-limit`.
    */
   closes: Record<CloseReason, number>;
+  /**
+   * The cluster bus since the start: messages this node sent to other nodes,
+   * messages from other nodes delivered here, and messages not sent because
+   * the bus was down. All 0 for a server alone.
+   */
+  bus: BusStats;
 }
 
 function addCounters(into: SessionCounters, from: SessionCounters): void {
@@ -118,7 +125,7 @@ export class StatsTally {
    * @param open The sessions open now.
    * @returns A fresh snapshot.
    */
-  snapshot(now: number, open: Iterable<Session>): ServerStats {
+  snapshot(now: number, open: Iterable<Session>, bus: BusStats = { published: 0, delivered: 0, dropped: 0 }): ServerStats {
     const stats: ServerStats = {
       uptime: now - this.#startedAt,
       openSessions: 0,
@@ -128,6 +135,7 @@ export class StatsTally {
       acceptErrors: this.#acceptErrors,
       ...this.#retired,
       closes: { ...this.#closes },
+      bus,
     };
     for (const session of open) {
       stats.openSessions++;

@@ -8,6 +8,7 @@ import type { CloseReason } from "./close_reason.ts";
 import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
 import { FrameTooLargeError } from "./errors.ts";
 import { type FrameDecoder, recyclingDecoder } from "./frame_decoder.ts";
+import type { TopicRegistry } from "./topics.ts";
 import { writeField } from "./_header_fields.ts";
 import { givePooled, takePooled } from "./_buffer_pool.ts";
 import { ByteSlab } from "./_byte_slab.ts";
@@ -87,7 +88,11 @@ export type SessionState = "open" | "closing" | "closed";
  * ```
  */
 export interface Session {
-  /** Unique id among the sessions of one server (and of the process). */
+  /**
+   * Unique among the sessions of one process, and of a whole cluster: above
+   * 2^32 it carries the number of the node that holds the session (0 for a
+   * server alone), so `server.push` on any node finds it.
+   */
   readonly id: number;
   /** The peer's address. */
   readonly remote: SocketAddress;
@@ -120,6 +125,21 @@ export interface Session {
    * received are delivered first. Later calls do nothing.
    */
   close(): void;
+  /**
+   * Subscribe to `topic`: `server.publish(topic, ...)` on any node of the
+   * cluster then reaches this session. A closed session leaves its topics.
+   *
+   * @returns `true` when it was not subscribed yet (`false` also once closed).
+   * @throws {RangeError} When the session holds `maxTopicsPerSession` topics
+   *   already, or the name is longer than `maxTopicLength` bytes.
+   * @throws {TypeError} When `topic` is not a non-empty string.
+   * @throws {Error} On a client's session: topics are a server's.
+   */
+  subscribe(topic: string): boolean;
+  /** @returns `true` when the session was subscribed to `topic`. */
+  unsubscribe(topic: string): boolean;
+  /** The topics the session is subscribed to (a live view, for reading). */
+  readonly topics: ReadonlySet<string>;
 }
 
 /** Traffic counters of a session. */
@@ -191,6 +211,8 @@ export interface SessionOwner {
   closed(session: Session, reason: CloseReason, error?: Error): void;
   /** Unsent bytes fell below the low-water mark after passing the high one. */
   writable?(session: Session): void;
+  /** Where sessions subscribe to topics (a server's; a client has none). */
+  readonly topics?: TopicRegistry;
 }
 
 /** How a session applies flow control. */
@@ -269,6 +291,9 @@ const outputSlab = new ByteSlab(64 * 1024, 32 * 1024);
  * the next drain (Deno's writes are all asynchronous).
  */
 const SLAB_FLUSH_MAX = 4096;
+
+/** The topics of a session that has none. */
+const NO_TOPICS: ReadonlySet<string> = new Set();
 
 /** Fills released send-queue slots. */
 const EMPTY = new Uint8Array(0);
@@ -394,7 +419,7 @@ function closeReasonOf(error: (Error & { code?: string }) | undefined): CloseRea
  * timeout, shutdown, application) goes through once.
  */
 export class TransportSession implements Session {
-  readonly id: number = nextSessionId++;
+  readonly id: number;
   readonly remote: SocketAddress;
   readonly counters: SessionCounters = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0 };
   data: unknown = undefined;
@@ -459,6 +484,8 @@ export class TransportSession implements Session {
    * @param options Resolved flow-control options.
    * @param owner Receives requests and lifecycle events.
    * @param role Server or client flow control.
+   * @param idBase Added to the process's session count to make the id (a
+   *   cluster node's number times 2^32).
    */
   constructor(
     connection: Connection,
@@ -466,7 +493,9 @@ export class TransportSession implements Session {
     options: ResolvedSessionOptions,
     owner: SessionOwner,
     role: SessionRole = SERVER_ROLE,
+    idBase = 0,
   ) {
+    this.id = idBase + nextSessionId++;
     this.#connection = connection;
     this.#role = role;
     this.remote = connection.remote;
@@ -545,6 +574,24 @@ export class TransportSession implements Session {
 
   close(): void {
     this.beginClose("closed-by-app", true);
+  }
+
+  subscribe(topic: string): boolean {
+    const registry: TopicRegistry | undefined = this.#owner.topics;
+    if (registry === undefined) throw new Error(`Cannot subscribe session ${this.id} to a topic: topics are a server's, and this is a client's session`);
+    if (this.#state === "closed") {
+      registry.check(topic);
+      return false;
+    }
+    return registry.subscribe(this, topic);
+  }
+
+  unsubscribe(topic: string): boolean {
+    return this.#owner.topics?.unsubscribe(this, topic) ?? false;
+  }
+
+  get topics(): ReadonlySet<string> {
+    return this.#owner.topics?.topicsOf(this) ?? NO_TOPICS;
   }
 
   /**

@@ -63,6 +63,7 @@ describe("Server.stats", () => {
         "closed-by-app": 0,
         error: 0,
       },
+      bus: { published: 0, delivered: 0, dropped: 0 },
     });
     assert.ok(stats.uptime >= 0);
   });

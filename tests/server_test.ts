@@ -298,8 +298,8 @@ describe("Server", () => {
     }
     await until(() => inboxes.every((inbox) => inbox.length === 1), 5000, "joins");
     const ids = [...server.sessions.keys()];
-    assert.equal(server.push(ids[1]!, 9, "just you"), true);
-    assert.equal(server.push(999_999, 9, "nobody"), false);
+    assert.equal(await server.push(ids[1]!, 9, "just you"), true);
+    assert.equal(await server.push(999_999, 9, "nobody"), false);
     assert.equal(server.broadcast(8, "everyone"), 3);
     await until(() => inboxes.every((inbox) => inbox.length >= 3) || inboxes[1]!.length === 3 && inboxes[0]!.length === 2, 5000, "pushes");
     await until(() => inboxes[0]!.length === 2 && inboxes[1]!.length === 3 && inboxes[2]!.length === 2, 5000, "pushes");
