@@ -136,7 +136,11 @@ export interface Session {
    * @throws {Error} On a client's session: topics are a server's.
    */
   subscribe(topic: string): boolean;
-  /** @returns `true` when the session was subscribed to `topic`. */
+  /**
+   * Unsubscribe from `topic`.
+   *
+   * @returns `true` when the session was subscribed to it.
+   */
   unsubscribe(topic: string): boolean;
   /** The topics the session is subscribed to (a live view, for reading). */
   readonly topics: ReadonlySet<string>;
