@@ -16,10 +16,26 @@
  * bun examples/chat_room.ts
  * ```
  *
+ * One room on two nodes, one on Node and one on Bun, joined over Redis (the
+ * `redis` package must be installed): every line said on either reaches the
+ * members of both. `--join PORT --name NAME` is a member: it prints what the
+ * room says and says each line typed.
+ *
+ * ```sh
+ * redis-server --port 6379 --save '' &
+ * node --import tsx examples/chat_room.ts --port 7001 --cluster redis://127.0.0.1:6379 --node-id a &
+ * bun examples/chat_room.ts --port 7002 --cluster redis://127.0.0.1:6379 --node-id b &
+ * node --import tsx examples/chat_room.ts --join 7001 --name alice   # in one terminal
+ * bun examples/chat_room.ts --join 7002 --name bob                   # in another
+ * ```
+ *
  * @module
  */
 
-import { type Client, connect, type Frame, serve, type Server, type Session } from "../mod.ts";
+import process from "node:process";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { type Client, type ClusterOptions, connect, type Frame, serve, type Server, type Session } from "../mod.ts";
 
 const JOIN = 1;
 const SAY = 2;
@@ -29,11 +45,15 @@ const LINE = 4;
 
 const text = new TextDecoder();
 
-/** Start the room: the server and its handlers. */
-async function startChatRoom(port = 0): Promise<Server> {
+/**
+ * Start the room: the server and its handlers. In a cluster, lines and
+ * notices reach the members of every node; "here" lists this node's.
+ */
+async function startChatRoom(port = 0, cluster?: ClusterOptions): Promise<Server> {
   const nameOf = (session: Session): string | undefined => session.data as string | undefined;
   const server = await serve({
     port,
+    ...(cluster === undefined ? {} : { cluster }),
     onSessionClose: (session) => {
       const name = nameOf(session);
       if (name !== undefined) server.broadcast(NOTICE, `* ${name} left`);
@@ -44,11 +64,10 @@ async function startChatRoom(port = 0): Promise<Server> {
     const others = [...server.sessions.values()].map(nameOf).filter((other) => other !== undefined);
     request.session.data = name;
     request.reply(`welcome ${name}; here: ${others.length > 0 ? others.join(", ") : "nobody yet"}`, WELCOME);
-    // A push to every other member: not a reply, so a member that stopped
-    // reading long ago is closed as a slow consumer rather than buffered forever.
-    for (const session of server.sessions.values()) {
-      if (session !== request.session && nameOf(session) !== undefined) session.send(NOTICE, `* ${name} joined`);
-    }
+    // A push to every other member, on every node: not a reply, so a member
+    // that stopped reading long ago is closed as a slow consumer rather than
+    // buffered forever.
+    server.broadcast(NOTICE, `* ${name} joined`, { except: request.session.id });
   });
   server.handle(SAY, (request) => {
     const name = nameOf(request.session);
@@ -114,4 +133,59 @@ async function demo(): Promise<void> {
   await server.close();
 }
 
-await demo();
+/** One node of a room, until SIGINT or SIGTERM. */
+async function serveRoom(port: number, cluster: ClusterOptions | undefined): Promise<void> {
+  const server = await startChatRoom(port, cluster);
+  console.log(`chat room on ${server.address.host}:${server.address.port} (node ${server.cluster.node})`);
+  const stop = (): void => {
+    void server.close({ drainTimeout: 1000 }).then(() => process.exit(0));
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
+/** A member at a terminal: prints what the room says, says each line typed, leaves at the end of input. */
+async function member(port: number, name: string): Promise<void> {
+  const client = await connect({ port, onFrame: (frame) => console.log(text.decode(frame.body)) });
+  client.send(JOIN, name);
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (line.trim() !== "") client.send(SAY, line);
+  }
+  await client.close();
+}
+
+function fail(message: string): never {
+  console.error(`chat_room: ${message}`);
+  process.exit(2);
+}
+
+const { values } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    port: { type: "string" },
+    cluster: { type: "string" },
+    "node-id": { type: "string" },
+    join: { type: "string" },
+    name: { type: "string" },
+  },
+});
+const portOf = (text: string): number => {
+  const port = Number(text);
+  if (!(Number.isInteger(port) && port >= 0 && port <= 65535)) fail(`a port is an integer from 0 to 65535, got "${text}"`);
+  return port;
+};
+if (values.join !== undefined) {
+  await member(portOf(values.join), values.name ?? "guest");
+} else if (values.port !== undefined || values.cluster !== undefined) {
+  const node = values["node-id"];
+  const cluster: ClusterOptions | undefined = values.cluster === undefined
+    ? undefined
+    : node === undefined ? { redis: values.cluster } : { redis: values.cluster, node };
+  try {
+    await serveRoom(portOf(values.port ?? "10086"), cluster);
+  } catch (error) {
+    fail(error instanceof Error ? error.message : String(error));
+  }
+} else {
+  await demo();
+}
