@@ -262,6 +262,8 @@ describe("topics on one server", () => {
     servers.push(server);
     assert.deepEqual(server.cluster.nodes().map((n) => [n.node, n.number, n.self]), [["local", 0, true]]);
     assert.equal(await server.push(12345, 1, "x"), false);
+    server.broadcast(1, "x");
+    server.publish("t", 1, "x");
     assert.deepEqual(server.stats().bus, { published: 0, delivered: 0, dropped: 0 });
   });
 });

@@ -260,6 +260,8 @@ export class Cluster implements ServerCluster {
   }
 
   #publish(message: BusMessage): void {
+    // A server alone has nobody to tell.
+    if (this.#bus instanceof LocalBus) return;
     this.#stats.published++;
     if (!this.#bus.publish(message)) this.#stats.dropped++;
   }
