@@ -403,6 +403,8 @@ class BunListener implements Listener {
 /** Handlers shared by every outgoing connection. */
 const connectHandlers = BunConnection.handlers((socket) => {
   socket.data = new BunConnection(socket, "");
+  // A client may ask for its own address after the close, when the socket no longer knows it.
+  void socket.data.local;
 });
 
 /**

@@ -336,7 +336,10 @@ export const nodeTransport: Transport = {
       socket.once("error", onError);
       socket.once("connect", () => {
         socket.off("error", onError);
-        resolve(new NodeConnection(socket, ONREAD_OFFERED));
+        const connection = new NodeConnection(socket, ONREAD_OFFERED);
+        // A client may ask for its own address after the close, when the socket no longer knows it.
+        void connection.local;
+        resolve(connection);
       });
     });
   },
