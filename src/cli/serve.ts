@@ -47,6 +47,15 @@ Options:                                                                        
   --workers N          servers sharing the port (0 = one per core); each has its
                        own sessions. Threads with SO_REUSEPORT on Deno, processes
                        with SO_REUSEPORT on Bun (Linux), node:cluster on Node      [1]
+  --pubsub             also answer the publish/subscribe ids 65281-65286 (JSON
+                       bodies: subscribe, unsubscribe, publish, broadcast, push,
+                       whoami; docs/protocol.md); needs --id-bytes 2 or 4          [off]
+  --cluster URL        join the cluster of the nodes sharing this Redis server,
+                       redis://HOST:PORT: broadcasts, topics and pushes reach
+                       their sessions too (at most once)                           [none]
+  --node-id NAME       this node's name in the cluster (with --cluster only);
+                       with --workers, worker number i joins as NAME-wi
+                                                                            [node-xxxxxxxx]
   --log-level L        error, warn, info or debug                                  [info]
   --stats-interval S   log a "stats" line (sessions, frames, bytes, queued bytes,
                        closes by reason) at info level every S seconds; 0 = off    [0]
