@@ -6,7 +6,7 @@ import { WorkerBus, type WorkerLink } from "../src/cluster/worker_bus.ts";
 import { type BusPayload, type BusRelay, supervise, type SupervisorIO, type WorkerExit, type WorkerHandle } from "../src/cli/workers.ts";
 import { detectRuntime } from "../src/transport/detect.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
-import { runtimeCommand, start, stopAll } from "./_processes.ts";
+import { runtimeCommand, runToEnd, start, stopAll } from "./_processes.ts";
 import { BROADCAST, PUBLISH, PUSH, type PubSubPeer, pubsubPeer, SUBSCRIBE, WHOAMI } from "./_pubsub_peer.ts";
 
 const RUNTIME = detectRuntime();
@@ -65,6 +65,17 @@ describe(`serve --workers 2 --pubsub on ${RUNTIME}`, () => {
     const { code } = await within(child.exited, 20_000, "the supervisor to exit");
     assert.equal(code, 0, child.stderr);
     assert.doesNotMatch(child.stderr, /ERROR|internal error/);
+  });
+});
+
+describe(`serve --workers 2 --cluster on ${RUNTIME}`, () => {
+  it("says in one line, exiting non-zero, when the workers cannot join the cluster", async () => {
+    const result = await runToEnd([...CLI, "serve", "--port", "0", "--workers", "2", "--cluster", "redis://127.0.0.1:1"], 60_000);
+    assert.notEqual(result.code, 0);
+    assert.equal(result.stdout, "");
+    const lines = result.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, `one line: ${result.stderr}`);
+    assert.match(lines[0]!, /^tlvkit serve: .*redis:\/\/127\.0\.0\.1:1/);
   });
 });
 

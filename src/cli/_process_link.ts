@@ -24,6 +24,40 @@ export function isBusEnvelope(value: unknown): value is BusEnvelope {
   return typeof value === "object" && value !== null && typeof (value as BusEnvelope).tlvkitBus === "string";
 }
 
+/** A worker's start-up failure, worker to supervisor: the supervisor reports it, in one line. */
+export interface FailureEnvelope {
+  /** What failed, one line. */
+  tlvkitFailed: string;
+}
+
+/** Whether `value`, from an IPC channel, is a {@link FailureEnvelope}. */
+export function isFailureEnvelope(value: unknown): value is FailureEnvelope {
+  return typeof value === "object" && value !== null && typeof (value as FailureEnvelope).tlvkitFailed === "string";
+}
+
+/**
+ * Tell the supervisor why this worker could not start, so that it says it
+ * once rather than every worker saying it.
+ *
+ * @param message What failed.
+ * @returns Resolves to `true` once sent, `false` when there is no supervisor to tell.
+ */
+export function reportStartFailure(message: string): Promise<boolean> {
+  if (typeof process.send !== "function" || !process.connected) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), 2000);
+    try {
+      process.send!({ tlvkitFailed: message } satisfies FailureEnvelope, undefined, {}, (error: Error | null) => {
+        clearTimeout(timer);
+        resolve(error === null || error === undefined);
+      });
+    } catch {
+      clearTimeout(timer);
+      resolve(false);
+    }
+  });
+}
+
 /**
  * This process's line to its supervisor, when it has an IPC channel.
  *

@@ -18,7 +18,7 @@ import { availableParallelism } from "node:os";
 import process from "node:process";
 import { createLogger } from "../logger.ts";
 import { WorkerBus } from "../cluster/worker_bus.ts";
-import { processLink } from "./_process_link.ts";
+import { processLink, reportStartFailure } from "./_process_link.ts";
 import { parseServeArgs, prefixed, startServer } from "./_serve_config.ts";
 import { answeredHelpOrVersion, LAYOUT_HELP, STANDARD_HELP } from "./options.ts";
 import { onStopSignals } from "./stop_signals.ts";
@@ -96,7 +96,14 @@ export async function runServe(args: string[]): Promise<number> {
   // Without a --cluster of their own, workers share one through the supervisor.
   const link = isWorker && config.internalNode > 0 && config.cluster === undefined ? processLink() : undefined;
   const bus = link === undefined ? undefined : new WorkerBus(config.internalNode, link);
-  const server = await startServer(config, logger, isWorker, bus);
+  let server;
+  try {
+    server = await startServer(config, logger, isWorker, bus);
+  } catch (error) {
+    // A worker's supervisor says it, once for all workers.
+    if (isWorker && await reportStartFailure(error instanceof Error ? error.message : String(error))) process.exit(1);
+    throw error;
+  }
   // Signal handlers go in before the ready line, so a signal sent as soon as
   // a supervisor sees "listening on" is always handled.
   const stopped = new Promise<number>((resolve) => {

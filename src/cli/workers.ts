@@ -63,7 +63,7 @@ import { setTimeout } from "node:timers";
 import type { Logger } from "../logger.ts";
 import { loadTransport } from "../transport/detect.ts";
 import { MAX_WORKERS } from "./_serve_config.ts";
-import { isBusEnvelope } from "./_process_link.ts";
+import { isBusEnvelope, isFailureEnvelope } from "./_process_link.ts";
 import type { WebWorkerConstructor, WorkerReport } from "./_thread_messages.ts";
 import { onStopSignals } from "./stop_signals.ts";
 
@@ -96,6 +96,15 @@ export interface WorkersPlan {
   args: string[];
   /** The supervisor's log. */
   logger: Logger;
+}
+
+/** A worker could not start, for the reason it gave (a port in use, a cluster it cannot join). */
+export class WorkerStartError extends Error {
+  /** @param message The worker's reason, one line. */
+  constructor(message: string) {
+    super(message);
+    this.name = "WorkerStartError";
+  }
 }
 
 /** How a worker ended. */
@@ -230,17 +239,22 @@ function readiness(): { ready: Promise<string>; resolve: (address: string) => vo
 
 function startProcess(launch: Launch, args: string[], relay: BusRelay | undefined): WorkerHandle {
   const child = launch(args);
+  const { ready, resolve: resolveReady, reject: rejectReady } = readiness();
+  let failure: string | undefined;
   child.on("message", (message: unknown) => {
     if (relay !== undefined && isBusEnvelope(message)) relay(message.target ?? 0, message.tlvkitBus);
+    else if (isFailureEnvelope(message)) {
+      failure = message.tlvkitFailed;
+      rejectReady(new WorkerStartError(failure));
+    }
   });
   // A worker that dies mid-send closes the channel: nothing to report, its exit is.
   child.on("error", () => {});
-  const { ready, resolve: resolveReady, reject: rejectReady } = readiness();
   const exited = new Promise<WorkerExit>((resolve) => {
     child.once("exit", (code, signal) => {
       const status = exitStatus(code, signal);
       rejectReady(new Error(`worker ${child.pid} ${describeExit(status)} before listening`));
-      resolve({ status, text: describeExit(status) });
+      resolve({ status, text: failure === undefined ? describeExit(status) : `failed: ${failure}` });
     });
     child.once("error", (error) => {
       rejectReady(new Error(`cannot start a worker: ${error.message}`));
@@ -333,7 +347,7 @@ export function threadLauncher(serveArgs: string[], source: string): WorkerLaunc
         else if (data.type === "listening") resolveReady(data.address);
         else if (data.type === "stopped") end({ status: data.status, text: `stopped with status ${data.status}` });
         else if (data.type === "failed") {
-          rejectReady(new Error(data.message));
+          rejectReady(new WorkerStartError(data.message));
           end({ status: 1, text: `failed: ${data.message}` });
         }
       });
@@ -371,7 +385,8 @@ export function threadLauncher(serveArgs: string[], source: string): WorkerLaunc
  *
  * @param plan The workers, the address, the arguments.
  * @returns The exit status: 0 after a graceful stop.
- * @throws {Error} When this runtime cannot share a port, or the port is in use.
+ * @throws {Error} When this runtime cannot share a port, or the port is in use;
+ *   a {@link WorkerStartError} when a worker could not start.
  */
 export async function superviseWorkers(plan: WorkersPlan): Promise<number> {
   const transport = await loadTransport();
@@ -399,6 +414,8 @@ export async function superviseWorkers(plan: WorkersPlan): Promise<number> {
  * @param io Where the ready line goes, what stops it.
  * @returns The exit status: 0 after a graceful stop, 1 when a worker failed to
  * start or to stop, or kept crashing.
+ * @throws {WorkerStartError} When a worker could not start and said why (the
+ *   other workers are stopped first): the caller reports it.
  */
 export async function supervise(plan: WorkersPlan, launcher: WorkerLauncher, io: SupervisorIO): Promise<number> {
   const { logger } = plan;
@@ -413,12 +430,15 @@ export async function supervise(plan: WorkersPlan, launcher: WorkerLauncher, io:
     stopped = resolve;
   });
 
-  const stopAll = (why: string): void => {
+  // Set when the start failed for a reason the caller reports: the workers' ends are no news then.
+  let quiet = false;
+  const stopAll = (why: string, quietly = false): void => {
     if (stopping) return;
     stopping = true;
+    quiet = quietly;
     for (const timer of restartTimers) clearTimeout(timer);
     restartTimers = new Set();
-    logger.info(`${why}: stopping ${workers.size} worker(s), each draining up to ${plan.drainTimeout / 1000} s`);
+    if (!quietly) logger.info(`${why}: stopping ${workers.size} worker(s), each draining up to ${plan.drainTimeout / 1000} s`);
     for (const worker of workers) worker.stop();
     if (workers.size === 0) stopped();
     const deadline = setTimeout(() => {
@@ -461,7 +481,7 @@ export async function supervise(plan: WorkersPlan, launcher: WorkerLauncher, io:
       workers.delete(worker);
       byNode.delete(node);
       if (stopping) {
-        if (exit.status !== 0) {
+        if (exit.status !== 0 && !quiet) {
           logger.error(`worker ${worker.label} ${exit.text} while stopping`);
           failed = true;
         }
@@ -518,6 +538,12 @@ export async function supervise(plan: WorkersPlan, launcher: WorkerLauncher, io:
     const others = Array.from({ length: plan.workers - 1 }, () => startOne());
     await Promise.race([Promise.all(others.map((worker) => within(worker.ready))), earlyEnd]);
   } catch (error) {
+    if (error instanceof WorkerStartError) {
+      // The workers' own reason, said once by the caller, as a single server says it.
+      stopAll("start-up failed", true);
+      await finish();
+      throw error;
+    }
     logger.error(`cannot start the workers: ${error instanceof Error ? error.message : String(error)}`);
     stopAll("start-up failed");
     await finish();
