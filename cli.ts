@@ -18,3 +18,14 @@
  */
 
 export { type BundledApp, createBundledApp, ERROR_ID, HELLO_ID, HELLO_REPLY_PREFIX } from "./src/bundled_app.ts";
+export {
+  BROADCAST_ID,
+  createPubSubApp,
+  PUBLISH_ID,
+  type PubSubApp,
+  type PubSubServer,
+  PUSH_ID,
+  SUBSCRIBE_ID,
+  UNSUBSCRIBE_ID,
+  WHOAMI_ID,
+} from "./src/pubsub_app.ts";

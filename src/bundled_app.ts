@@ -38,7 +38,15 @@ export interface BundledApp {
   readonly onError: (error: Error, context: ErrorContext) => void;
 }
 
-function replyError(request: Request, layout: FrameLayout, reason: string): void {
+/**
+ * Answer `request` with an ERROR frame saying `reason`; the session stays
+ * open. Shared with the publish/subscribe ids of `serve --pubsub`.
+ *
+ * @param request The request that failed.
+ * @param layout The layout the server speaks (for the ERROR id and `maxBody`).
+ * @param reason What was wrong, in words for people.
+ */
+export function replyError(request: Request, layout: FrameLayout, reason: string): void {
   const errorId = Math.min(ERROR_ID, layout.maxId);
   let body = encodeUtf8(JSON.stringify({ error: reason, msgId: request.id }));
   if (body.length > layout.maxBody) body = encodeUtf8(JSON.stringify({ error: "error", msgId: request.id }));

@@ -60,7 +60,10 @@ function childrenOf(pid: number): string[] {
 async function startWorkers(...args: string[]): Promise<Workers> {
   const child = start([...CLI, "serve", "--port", "0", "--workers", "2", ...args]);
   const match = await child.waitFor(/^listening on 127\.0\.0\.1:(\d+)$/m, 60_000);
-  const pids = new RegExp(`2 workers \\(${KIND} (\\d+), (\\d+)\\)`).exec(child.stderr);
+  // The supervisor logs before it prints, but standard error is another pipe: it may arrive later.
+  const named = new RegExp(`2 workers \\(${KIND} (\\d+), (\\d+)\\)`);
+  await until(() => named.test(child.stderr), 5000, "the supervisor to name its workers").catch(() => {});
+  const pids = named.exec(child.stderr);
   assert.ok(pids, `the supervisor names its workers: ${child.stderr}`);
   const workers = { child, port: Number(match[1]), pids: [Number(pids[1]), Number(pids[2])] };
   if (KIND === "pids") for (const pid of workers.pids) seenWorkers.add(pid);
@@ -229,7 +232,7 @@ describe(`serve --workers on ${RUNTIME}`, () => {
   it("runs 2 workers on Deno with --allow-net only, as threads, and stops on SIGTERM with status 0", async () => {
     const child = start([...runtimeCommand("deno", "src/cli.ts"), "serve", "--workers", "2", "--port", "0"]);
     const match = await child.waitFor(/^listening on 127\.0\.0\.1:(\d+)$/m, 60_000);
-    assert.match(child.stderr, /2 workers \(threads 1, 2\)/);
+    await until(() => /2 workers \(threads 1, 2\)/.test(child.stderr), 5000, "the supervisor to name its threads");
     const client = await connect({ port: Number(match[1]) });
     try {
       assert.equal((await client.request(7, "ping", { timeout: 10_000 })).id, 7);

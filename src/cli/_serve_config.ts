@@ -19,6 +19,9 @@ import {
   defaultLowWaterMark,
 } from "../_defaults.ts";
 import { createBundledApp } from "../bundled_app.ts";
+import type { Bus } from "../cluster/bus.ts";
+import type { ClusterOptions } from "../cluster/cluster.ts";
+import { createPubSubApp } from "../pubsub_app.ts";
 import type { FrameLayout } from "../frame_layout.ts";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../logger.ts";
 import { serve } from "../server.ts";
@@ -54,8 +57,13 @@ export const SERVE_OPTIONS = {
   "log-level": { type: "string" },
   "stats-interval": { type: "string" },
   workers: { type: "string" },
+  pubsub: { type: "boolean" },
+  cluster: { type: "string" },
+  "node-id": { type: "string" },
   // Set by the supervisor on the processes it starts; not for people.
   "internal-worker": { type: "boolean" },
+  // The worker's number, from the supervisor (threads and processes); not for people.
+  "internal-node": { type: "string" },
   ...LAYOUT_OPTIONS,
   ...STANDARD_OPTIONS,
 } as const;
@@ -77,8 +85,16 @@ export interface ServeConfig {
   level: LogLevel;
   /** `--stats-interval`, milliseconds; 0 = no stats lines. */
   statsInterval: number;
+  /** `--pubsub`: the publish/subscribe ids (docs/protocol.md#publish-and-subscribe). */
+  pubsub: boolean;
+  /** `--cluster`: the Redis URL of the cluster to join. */
+  cluster: string | undefined;
+  /** `--node-id`: this node's name in the cluster (a worker's: the prefix of it). */
+  nodeId: string | undefined;
   /** `--internal-worker`: a worker process started by a supervisor. */
   internalWorker: boolean;
+  /** `--internal-node`: the worker's number, from its supervisor (0: not a worker). */
+  internalNode: number;
   help: boolean;
   version: boolean;
 }
@@ -100,6 +116,19 @@ export function parseServeArgs(args: string[]): ServeConfig {
     throw new UsageError(`--low-water-mark ${lowWaterMark} exceeds --high-water-mark ${highWaterMark}`);
   }
   if (hardLimit < highWaterMark) throw new UsageError(`--hard-limit ${hardLimit} is below --high-water-mark ${highWaterMark}`);
+  const pubsub = values.pubsub === true;
+  if (pubsub && layout.idBytes < 2) {
+    throw new UsageError(`--pubsub needs --id-bytes 2 or 4 (its ids are 65281 to 65286), not ${layout.idBytes}`);
+  }
+  const cluster = values.cluster;
+  if (cluster !== undefined && !/^rediss?:\/\/[^\s/]+/.test(cluster)) {
+    throw new UsageError(`--cluster must be a Redis URL, redis://HOST:PORT, got "${cluster}"`);
+  }
+  const nodeId = values["node-id"];
+  if (nodeId !== undefined && cluster === undefined) throw new UsageError("--node-id names a node of a cluster: give --cluster too");
+  if (nodeId !== undefined && !/^[^\s]{1,100}$/.test(nodeId)) {
+    throw new UsageError(`--node-id must be 1 to 100 characters without spaces, got "${nodeId}"`);
+  }
   return {
     layout,
     host: values.host ?? DEFAULT_HOST,
@@ -114,7 +143,11 @@ export function parseServeArgs(args: string[]): ServeConfig {
     hardLimit,
     level: choiceOption("log-level", values["log-level"], LOG_LEVELS) ?? "info",
     statsInterval: secondsOption("stats-interval", values["stats-interval"]) ?? 0,
+    pubsub,
+    cluster,
+    nodeId,
     internalWorker: values["internal-worker"] === true,
+    internalNode: integerOption("internal-node", values["internal-node"], 1, 2 ** 32 - 1) ?? 0,
     help: values.help === true,
     version: values.version === true,
   };
@@ -150,12 +183,16 @@ export interface RunningServer {
  * @param config The checked options.
  * @param logger Where it logs.
  * @param reusePort Share the port with the other workers.
+ * @param workerBus The bus to the other workers of `serve --workers`, used
+ *   when the options name no cluster of their own.
  * @returns The listening server.
- * @throws {Error} When it cannot listen (port in use, no permission).
+ * @throws {Error} When it cannot listen (port in use, no permission) or
+ *   cannot join its cluster.
  */
-export async function startServer(config: ServeConfig, logger: Logger, reusePort: boolean): Promise<RunningServer> {
+export async function startServer(config: ServeConfig, logger: Logger, reusePort: boolean, workerBus?: Bus): Promise<RunningServer> {
   const { layout, drainTimeout } = config;
-  const app = createBundledApp(layout);
+  const pubsubApp = config.pubsub ? createPubSubApp(layout) : undefined;
+  const app = pubsubApp ?? createBundledApp(layout);
   let served = 0;
   const server = await serve({
     host: config.host,
@@ -179,7 +216,9 @@ export async function startServer(config: ServeConfig, logger: Logger, reusePort
       served++;
     },
     logger,
+    ...clusterOf(config, workerBus),
   });
+  pubsubApp?.attach(server);
   const address = formatHostPort(server.address.host, server.address.port);
   let stopped: Promise<number> | undefined;
   const logStats = (): void => logger.info(formatStats(server.stats()));
@@ -209,6 +248,16 @@ export async function startServer(config: ServeConfig, logger: Logger, reusePort
       return stopped;
     },
   };
+}
+
+/** The `cluster` option of `serve()` that `config` asks for, if any. */
+function clusterOf(config: ServeConfig, workerBus: Bus | undefined): { cluster?: ClusterOptions } {
+  if (config.cluster !== undefined) {
+    // A worker of `--workers N --cluster` joins as NAME-wNUMBER (its supervisor gives both).
+    const node = config.internalNode > 0 && config.nodeId !== undefined ? `${config.nodeId}-w${config.internalNode}` : config.nodeId;
+    return { cluster: node === undefined ? { redis: config.cluster } : { redis: config.cluster, node } };
+  }
+  return workerBus === undefined ? {} : { cluster: { bus: workerBus } };
 }
 
 /**

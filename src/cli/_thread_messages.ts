@@ -20,6 +20,16 @@ export interface StopMessage {
   type: "stop";
 }
 
+/** Supervisor to worker: a message another worker put on the workers' bus (`cluster/worker_bus.ts`). */
+export interface BusDelivery {
+  type: "bus";
+  /** The message, as `bus_codec.ts` encodes it. */
+  bytes: Uint8Array;
+}
+
+/** What the supervisor sends a worker thread. */
+export type SupervisorMessage = StartMessage | StopMessage | BusDelivery;
+
 /** Worker to supervisor. */
 export type WorkerReport =
   /** Listening on `address` (`HOST:PORT`). */
@@ -27,11 +37,13 @@ export type WorkerReport =
   /** Could not start (bad options, port in use): the worker closes. */
   | { type: "failed"; message: string }
   /** Drained and closed with exit status `status`: the worker closes. */
-  | { type: "stopped"; status: number };
+  | { type: "stopped"; status: number }
+  /** A message for the workers' bus: to worker `target`, or to every other worker when 0. */
+  | { type: "bus"; target: number; bytes: Uint8Array };
 
 /** A Web Worker, as the supervisor uses it. */
 export interface WebWorker {
-  postMessage(message: StartMessage | StopMessage): void;
+  postMessage(message: SupervisorMessage): void;
   terminate(): void;
   addEventListener(type: "message", listener: (event: { data: WorkerReport }) => void): void;
   addEventListener(
@@ -47,7 +59,7 @@ export type WebWorkerConstructor = new (url: string, options: { type: "module"; 
 export interface WorkerScope {
   postMessage(message: WorkerReport): void;
   close(): void;
-  addEventListener(type: "message", listener: (event: { data: StartMessage | StopMessage }) => void): void;
+  addEventListener(type: "message", listener: (event: { data: SupervisorMessage }) => void): void;
   addEventListener(
     type: "error" | "unhandledrejection",
     listener: (event: { error?: unknown; reason?: unknown; message?: string; preventDefault(): void }) => void,

@@ -13,14 +13,30 @@
  * @module
  */
 
+import { WorkerBus, type WorkerLink } from "../cluster/worker_bus.ts";
 import { createLogger } from "../logger.ts";
 import { parseServeArgs, prefixed, type RunningServer, startServer } from "./_serve_config.ts";
-import type { StartMessage, StopMessage, WorkerScope } from "./_thread_messages.ts";
+import type { StartMessage, SupervisorMessage, WorkerScope } from "./_thread_messages.ts";
 
 const scope = globalThis as unknown as WorkerScope;
 let server: RunningServer | undefined;
 let starting: Promise<void> = Promise.resolve();
 let prefix = "worker: ";
+let busReceive: ((bytes: Uint8Array) => void) | undefined;
+
+/** This thread's line to the supervisor: its own messages. A thread cannot outlive its supervisor. */
+const link: WorkerLink = {
+  send(target, bytes) {
+    scope.postMessage({ type: "bus", target, bytes });
+    return true;
+  },
+  open(receive) {
+    busReceive = receive;
+  },
+  close() {
+    busReceive = undefined;
+  },
+};
 
 function text(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -39,7 +55,8 @@ async function start(message: StartMessage): Promise<void> {
     const config = parseServeArgs(message.args);
     if (message.port !== undefined) config.port = message.port;
     const logger = prefixed(createLogger(config.level, (line) => console.error(line)), prefix);
-    server = await startServer(config, logger, true);
+    const bus = config.internalNode > 0 && config.cluster === undefined ? new WorkerBus(config.internalNode, link) : undefined;
+    server = await startServer(config, logger, true, bus);
   } catch (error) {
     scope.postMessage({ type: "failed", message: text(error) });
     scope.close();
@@ -55,7 +72,8 @@ async function stop(): Promise<void> {
   scope.close();
 }
 
-scope.addEventListener("message", ({ data }: { data: StartMessage | StopMessage }) => {
-  if (data.type === "start") starting = start(data);
+scope.addEventListener("message", ({ data }: { data: SupervisorMessage }) => {
+  if (data.type === "bus") busReceive?.(data.bytes);
+  else if (data.type === "start") starting = start(data);
   else if (data.type === "stop") void stop();
 });

@@ -17,6 +17,8 @@ import {
 import { availableParallelism } from "node:os";
 import process from "node:process";
 import { createLogger } from "../logger.ts";
+import { WorkerBus } from "../cluster/worker_bus.ts";
+import { processLink, reportStartFailure } from "./_process_link.ts";
 import { parseServeArgs, prefixed, startServer } from "./_serve_config.ts";
 import { answeredHelpOrVersion, LAYOUT_HELP, STANDARD_HELP } from "./options.ts";
 import { onStopSignals } from "./stop_signals.ts";
@@ -46,7 +48,18 @@ Options:                                                                        
                        session with slow-consumer                                  [${defaultHardLimit(DEFAULT_HIGH_WATER_MARK)}]
   --workers N          servers sharing the port (0 = one per core); each has its
                        own sessions. Threads with SO_REUSEPORT on Deno, processes
-                       with SO_REUSEPORT on Bun (Linux), node:cluster on Node      [1]
+                       with SO_REUSEPORT on Bun (Linux), node:cluster on Node.
+                       Without --cluster, broadcasts, topics and pushes reach
+                       every worker's sessions through the supervisor              [1]
+  --pubsub             also answer the publish/subscribe ids 65281-65286 (JSON
+                       bodies: subscribe, unsubscribe, publish, broadcast, push,
+                       whoami; docs/protocol.md); needs --id-bytes 2 or 4          [off]
+  --cluster URL        join the cluster of the nodes sharing this Redis server,
+                       redis://HOST:PORT: broadcasts, topics and pushes reach
+                       their sessions too (at most once)                           [none]
+  --node-id NAME       this node's name in the cluster (with --cluster only);
+                       with --workers, worker number i joins as NAME-wi
+                                                                            [node-xxxxxxxx]
   --log-level L        error, warn, info or debug                                  [info]
   --stats-interval S   log a "stats" line (sessions, frames, bytes, queued bytes,
                        closes by reason) at info level every S seconds; 0 = off    [0]
@@ -73,10 +86,24 @@ export async function runServe(args: string[]): Promise<number> {
   const workers = config.workers === 0 ? coreCount() : config.workers;
   if (!isWorker && workers > 1) {
     const { host, port, drainTimeout } = config;
-    return await superviseWorkers({ workers, host, port, drainTimeout, args, logger: stderrLogger });
+    // Every worker joins a --cluster itself, as NAME-wNUMBER: one NAME for them all.
+    const workerArgs = config.cluster !== undefined && config.nodeId === undefined
+      ? [...args, "--node-id", `node-${crypto.randomUUID().slice(0, 8)}`]
+      : args;
+    return await superviseWorkers({ workers, host, port, drainTimeout, args: workerArgs, logger: stderrLogger });
   }
   const logger = isWorker ? prefixed(stderrLogger, `worker ${process.pid}: `) : stderrLogger;
-  const server = await startServer(config, logger, isWorker);
+  // Without a --cluster of their own, workers share one through the supervisor.
+  const link = isWorker && config.internalNode > 0 && config.cluster === undefined ? processLink() : undefined;
+  const bus = link === undefined ? undefined : new WorkerBus(config.internalNode, link);
+  let server;
+  try {
+    server = await startServer(config, logger, isWorker, bus);
+  } catch (error) {
+    // A worker's supervisor says it, once for all workers.
+    if (isWorker && await reportStartFailure(error instanceof Error ? error.message : String(error))) process.exit(1);
+    throw error;
+  }
   // Signal handlers go in before the ready line, so a signal sent as soon as
   // a supervisor sees "listening on" is always handled.
   const stopped = new Promise<number>((resolve) => {

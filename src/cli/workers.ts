@@ -33,6 +33,14 @@
  *   and survive: its program failing to load or start, say), or by stopping
  *   on its own. An error that escapes every handler is reported in one line
  *   and survived, in a process as in a thread.
+ * - **The workers' bus.** Each worker gets a node number, unique for the
+ *   supervisor's life (a replacement gets a new one), passed as
+ *   `--internal-node`. Without `--cluster`, workers join a cluster whose bus
+ *   is the supervisor (`cluster/worker_bus.ts`): a thread sends its bus
+ *   messages in `postMessage`s, a process on its IPC channel (base64 in JSON,
+ *   `_process_link.ts`); the supervisor hands each to every other worker, or
+ *   to the one it names (dropped when that worker is gone), in the order they
+ *   came. With `--cluster`, each worker joins that cluster itself.
  * - **Stopping.** On SIGINT or SIGTERM the supervisor asks every worker to
  *   drain (each drains its own sessions within the drain timeout) and exits 0
  *   once all have stopped with status 0; a worker still running past the
@@ -55,6 +63,7 @@ import { setTimeout } from "node:timers";
 import type { Logger } from "../logger.ts";
 import { loadTransport } from "../transport/detect.ts";
 import { MAX_WORKERS } from "./_serve_config.ts";
+import { isBusEnvelope, isFailureEnvelope } from "./_process_link.ts";
 import type { WebWorkerConstructor, WorkerReport } from "./_thread_messages.ts";
 import { onStopSignals } from "./stop_signals.ts";
 
@@ -89,6 +98,15 @@ export interface WorkersPlan {
   logger: Logger;
 }
 
+/** A worker could not start, for the reason it gave (a port in use, a cluster it cannot join). */
+export class WorkerStartError extends Error {
+  /** @param message The worker's reason, one line. */
+  constructor(message: string) {
+    super(message);
+    this.name = "WorkerStartError";
+  }
+}
+
 /** How a worker ended. */
 export interface WorkerExit {
   /** Its exit status: 0 after a graceful stop (128 + n for a process killed by signal n). */
@@ -96,6 +114,15 @@ export interface WorkerExit {
   /** What happened, for the log: `exited with status 1`, `failed: ...`. */
   text: string;
 }
+
+/** A bus message as the supervisor relays it: bytes for a thread, base64 for a process. */
+export type BusPayload = Uint8Array | string;
+
+/**
+ * Where a worker's bus messages go: to worker `target`, or to every other
+ * worker when `target` is 0.
+ */
+export type BusRelay = (target: number, payload: BusPayload) => void;
 
 /** One worker, process or thread, as the supervisor drives it. */
 export interface WorkerHandle {
@@ -109,6 +136,8 @@ export interface WorkerHandle {
   stop(): void;
   /** End it at once. */
   kill(): void;
+  /** Hand it a message of the workers' bus (dropped once it has ended). */
+  deliver?(payload: BusPayload): void;
 }
 
 /** Starts workers of one kind. */
@@ -123,8 +152,10 @@ export interface WorkerLauncher {
    * Start a worker.
    *
    * @param port The port to bind instead of the one asked for.
+   * @param node Its node number, unique for the supervisor's life.
+   * @param relay Where its bus messages go.
    */
-  start(port?: number): WorkerHandle;
+  start(port?: number, node?: number, relay?: BusRelay): WorkerHandle;
 }
 
 /** How the supervisor meets the outside world (replaced in tests). */
@@ -142,6 +173,12 @@ export interface SupervisorIO {
 
 type Launch = (args: string[]) => ChildProcess;
 
+/** `serve` arguments for one worker: the port the others bound, and its node number. */
+function workerArgs(args: string[], port: number | undefined, node: number | undefined): string[] {
+  const out = port === undefined ? [...args] : [...args, "--port", String(port)];
+  return node === undefined ? out : [...out, "--internal-node", String(node)];
+}
+
 /** The program and arguments that run this same CLI entry again, on this runtime. */
 function selfCommand(): [string, string[]] {
   const execPath = process.execPath;
@@ -154,13 +191,14 @@ function selfCommand(): [string, string[]] {
 
 /** Starts worker processes: node:cluster workers on Node, plain child processes elsewhere. */
 function processLauncher(mode: "reuse-port" | "cluster", serveArgs: string[]): WorkerLauncher {
-  const stdio: Array<"pipe" | "inherit" | "ipc"> = ["pipe", "pipe", "inherit"];
+  // The IPC channel carries the workers' bus (a cluster worker has one anyway).
+  const stdio: Array<"pipe" | "inherit" | "ipc"> = ["pipe", "pipe", "inherit", "ipc"];
   const [program, prefix] = selfCommand();
   let launch: Launch;
   if (mode === "cluster") {
     cluster.schedulingPolicy = cluster.SCHED_RR;
     launch = (args) => {
-      cluster.setupPrimary({ exec: prefix.at(-1)!, execArgv: prefix.slice(0, -1), args, stdio: [...stdio, "ipc"] });
+      cluster.setupPrimary({ exec: prefix.at(-1)!, execArgv: prefix.slice(0, -1), args, stdio });
       return cluster.fork().process;
     };
   } else {
@@ -173,7 +211,7 @@ function processLauncher(mode: "reuse-port" | "cluster", serveArgs: string[]): W
     // A cluster primary shares one listener among the workers that ask for
     // the same port (0 included), so they all ask for the port as given.
     bindsFirstPort: mode === "reuse-port",
-    start: (port) => startProcess(launch, port === undefined ? args : [...args, "--port", String(port)]),
+    start: (port, node, relay) => startProcess(launch, workerArgs(args, port, node), relay),
   };
 }
 
@@ -199,14 +237,24 @@ function readiness(): { ready: Promise<string>; resolve: (address: string) => vo
   return { ready, resolve, reject };
 }
 
-function startProcess(launch: Launch, args: string[]): WorkerHandle {
+function startProcess(launch: Launch, args: string[], relay: BusRelay | undefined): WorkerHandle {
   const child = launch(args);
   const { ready, resolve: resolveReady, reject: rejectReady } = readiness();
+  let failure: string | undefined;
+  child.on("message", (message: unknown) => {
+    if (relay !== undefined && isBusEnvelope(message)) relay(message.target ?? 0, message.tlvkitBus);
+    else if (isFailureEnvelope(message)) {
+      failure = message.tlvkitFailed;
+      rejectReady(new WorkerStartError(failure));
+    }
+  });
+  // A worker that dies mid-send closes the channel: nothing to report, its exit is.
+  child.on("error", () => {});
   const exited = new Promise<WorkerExit>((resolve) => {
     child.once("exit", (code, signal) => {
       const status = exitStatus(code, signal);
       rejectReady(new Error(`worker ${child.pid} ${describeExit(status)} before listening`));
-      resolve({ status, text: describeExit(status) });
+      resolve({ status, text: failure === undefined ? describeExit(status) : `failed: ${failure}` });
     });
     child.once("error", (error) => {
       rejectReady(new Error(`cannot start a worker: ${error.message}`));
@@ -242,6 +290,14 @@ function startProcess(launch: Launch, args: string[]): WorkerHandle {
     // group, systemd's default), and a second one would make it exit at once.
     stop: () => child.stdin?.end(),
     kill: () => signal("SIGKILL"),
+    deliver: (payload) => {
+      if (!child.connected || typeof payload !== "string") return;
+      try {
+        child.send({ tlvkitBus: payload });
+      } catch {
+        // Gone meanwhile: dropped, as the bus allows.
+      }
+    },
   };
 }
 
@@ -270,7 +326,7 @@ export function threadLauncher(serveArgs: string[], source: string): WorkerLaunc
     kind: "threads",
     sharing: "SO_REUSEPORT, one thread per worker",
     bindsFirstPort: true,
-    start(port?: number): WorkerHandle {
+    start(port?: number, node?: number, relay?: BusRelay): WorkerHandle {
       const id = ++count;
       const worker = new Worker(url, { type: "module", name: `tlvkit worker ${id}` });
       const { ready, resolve: resolveReady, reject: rejectReady } = readiness();
@@ -287,10 +343,11 @@ export function threadLauncher(serveArgs: string[], source: string): WorkerLaunc
         resolveExited(exit);
       };
       worker.addEventListener("message", ({ data }: { data: WorkerReport }) => {
-        if (data.type === "listening") resolveReady(data.address);
+        if (data.type === "bus") relay?.(data.target, data.bytes);
+        else if (data.type === "listening") resolveReady(data.address);
         else if (data.type === "stopped") end({ status: data.status, text: `stopped with status ${data.status}` });
         else if (data.type === "failed") {
-          rejectReady(new Error(data.message));
+          rejectReady(new WorkerStartError(data.message));
           end({ status: 1, text: `failed: ${data.message}` });
         }
       });
@@ -303,7 +360,8 @@ export function threadLauncher(serveArgs: string[], source: string): WorkerLaunc
         event.preventDefault();
         end({ status: 1, text: "failed: sent a message that cannot be read" });
       });
-      worker.postMessage(port === undefined ? { type: "start", id, args: serveArgs } : { type: "start", id, args: serveArgs, port });
+      const args = workerArgs(serveArgs, undefined, node);
+      worker.postMessage(port === undefined ? { type: "start", id, args } : { type: "start", id, args, port });
       return {
         label: String(id),
         ready,
@@ -312,6 +370,9 @@ export function threadLauncher(serveArgs: string[], source: string): WorkerLaunc
           if (!ended) worker.postMessage({ type: "stop" });
         },
         kill: () => end({ status: 1, text: "was terminated" }),
+        deliver: (payload) => {
+          if (!ended && payload instanceof Uint8Array) worker.postMessage({ type: "bus", bytes: payload });
+        },
       };
     },
   };
@@ -324,7 +385,8 @@ export function threadLauncher(serveArgs: string[], source: string): WorkerLaunc
  *
  * @param plan The workers, the address, the arguments.
  * @returns The exit status: 0 after a graceful stop.
- * @throws {Error} When this runtime cannot share a port, or the port is in use.
+ * @throws {Error} When this runtime cannot share a port, or the port is in use;
+ *   a {@link WorkerStartError} when a worker could not start.
  */
 export async function superviseWorkers(plan: WorkersPlan): Promise<number> {
   const transport = await loadTransport();
@@ -352,6 +414,8 @@ export async function superviseWorkers(plan: WorkersPlan): Promise<number> {
  * @param io Where the ready line goes, what stops it.
  * @returns The exit status: 0 after a graceful stop, 1 when a worker failed to
  * start or to stop, or kept crashing.
+ * @throws {WorkerStartError} When a worker could not start and said why (the
+ *   other workers are stopped first): the caller reports it.
  */
 export async function supervise(plan: WorkersPlan, launcher: WorkerLauncher, io: SupervisorIO): Promise<number> {
   const { logger } = plan;
@@ -366,12 +430,15 @@ export async function supervise(plan: WorkersPlan, launcher: WorkerLauncher, io:
     stopped = resolve;
   });
 
-  const stopAll = (why: string): void => {
+  // Set when the start failed for a reason the caller reports: the workers' ends are no news then.
+  let quiet = false;
+  const stopAll = (why: string, quietly = false): void => {
     if (stopping) return;
     stopping = true;
+    quiet = quietly;
     for (const timer of restartTimers) clearTimeout(timer);
     restartTimers = new Set();
-    logger.info(`${why}: stopping ${workers.size} worker(s), each draining up to ${plan.drainTimeout / 1000} s`);
+    if (!quietly) logger.info(`${why}: stopping ${workers.size} worker(s), each draining up to ${plan.drainTimeout / 1000} s`);
     for (const worker of workers) worker.stop();
     if (workers.size === 0) stopped();
     const deadline = setTimeout(() => {
@@ -395,13 +462,26 @@ export async function supervise(plan: WorkersPlan, launcher: WorkerLauncher, io:
   });
   earlyEnd.catch(() => {});
   let port: number | undefined;
+  // The workers' bus: node numbers are never reused while the supervisor lives.
+  const byNode = new Map<number, WorkerHandle>();
+  let nextNode = 1;
+  const relay = (from: number, target: number, payload: BusPayload): void => {
+    if (target !== 0) {
+      byNode.get(target)?.deliver?.(payload);
+      return;
+    }
+    for (const [node, worker] of byNode) if (node !== from) worker.deliver?.(payload);
+  };
   const startOne = (): WorkerHandle => {
-    const worker = launcher.start(port);
+    const node = nextNode++;
+    const worker = launcher.start(port, node, (target, payload) => relay(node, target, payload));
     workers.add(worker);
+    byNode.set(node, worker);
     void worker.exited.then((exit) => {
       workers.delete(worker);
+      byNode.delete(node);
       if (stopping) {
-        if (exit.status !== 0) {
+        if (exit.status !== 0 && !quiet) {
           logger.error(`worker ${worker.label} ${exit.text} while stopping`);
           failed = true;
         }
@@ -458,6 +538,12 @@ export async function supervise(plan: WorkersPlan, launcher: WorkerLauncher, io:
     const others = Array.from({ length: plan.workers - 1 }, () => startOne());
     await Promise.race([Promise.all(others.map((worker) => within(worker.ready))), earlyEnd]);
   } catch (error) {
+    if (error instanceof WorkerStartError) {
+      // The workers' own reason, said once by the caller, as a single server says it.
+      stopAll("start-up failed", true);
+      await finish();
+      throw error;
+    }
     logger.error(`cannot start the workers: ${error instanceof Error ? error.message : String(error)}`);
     stopAll("start-up failed");
     await finish();
