@@ -56,6 +56,8 @@ function bundle(): string {
     "--platform=neutral",
     "--target=es2022",
     "--external:node:*",
+    // The Redis bus's optional peer dependency: loaded at run time, when a cluster asks for it.
+    "--external:redis",
     "--legal-comments=none",
     "--log-level=warning",
   ], { cwd: ROOT, encoding: "utf8", maxBuffer: 64 * 2 ** 20 });
