@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect as tcpConnect, createServer } from "node:net";
 import { delimiter, join } from "node:path";
 import process from "node:process";
 import { after, describe, it } from "node:test";
@@ -67,6 +67,25 @@ async function stopRedis(server: Redis): Promise<void> {
   await within(server.child.exited, 5000, "redis-server to exit");
 }
 
+/** Subscribers Redis counts on `channel` (PUBSUB NUMSUB, over a connection of its own). */
+function numsub(port: number, channel: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect(port, HOST);
+    let reply = "";
+    socket.setEncoding("utf8");
+    socket.on("error", reject);
+    socket.on("data", (chunk: string) => {
+      reply += chunk;
+      const match = /:(\d+)\r\n$/.exec(reply);
+      if (match) {
+        socket.destroy();
+        resolve(Number(match[1]));
+      }
+    });
+    socket.write(`*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n$${channel.length}\r\n${channel}\r\n`);
+  });
+}
+
 /** A logger that keeps its lines. */
 function keptLog(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
@@ -80,6 +99,10 @@ async function node(url: string, name: string, logger: Logger = keptLog().logger
   server.handle(1, (request) => {
     request.session.subscribe(request.text());
     request.reply("ok");
+  });
+  // id 2: unsubscribe from the topic named by the body.
+  server.handle(2, (request) => {
+    request.reply(String(request.session.unsubscribe(request.text())));
   });
   server.fallback((request) => {
     request.reply(request.body);
@@ -144,6 +167,32 @@ describe("cluster over Redis", { skip: NO_REDIS }, () => {
       assert.equal(after.dropped - before.dropped, 0);
       // b gets the 200 publishes and both broadcasts; c, which subscribed to nothing, the broadcasts only.
       await until(() => b!.stats().bus.delivered === 202 && c!.stats().bus.delivered === 2, 5000, "delivered counters");
+    } finally {
+      for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
+      await stopRedis(r);
+    }
+  });
+
+  it("stops sending a node a topic's publishes once its last subscriber there left", async () => {
+    const r = await redis();
+    try {
+      const a = await node(r.url, "a");
+      const b = await node(r.url, "b");
+      await joined([a, b]);
+      const onB = await inbox(b);
+      assert.equal(text.decode((await onB.client.request(1, "room")).body), "ok");
+      a.publish("room", 9, "one");
+      await until(() => onB.frames.includes("9:one"), 5000, "the first publish");
+      assert.equal(await numsub(r.port, "tlvkit:topic:room"), 1);
+      assert.equal(text.decode((await onB.client.request(2, "room")).body), "true");
+      const deadline = Date.now() + 5000;
+      while (await numsub(r.port, "tlvkit:topic:room") !== 0) assert.ok(Date.now() < deadline, "b unsubscribed within 5 s");
+      const delivered = b.stats().bus.delivered;
+      a.publish("room", 9, "two");
+      a.broadcast(10, "end");
+      await until(() => onB.frames.includes("10:end"), 5000, "the end marker");
+      assert.deepEqual(onB.frames.filter((f) => f.startsWith("9:")), ["9:one"]);
+      assert.equal(b.stats().bus.delivered, delivered + 1, "the broadcast only: Redis no longer sends b the topic");
     } finally {
       for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
       await stopRedis(r);
