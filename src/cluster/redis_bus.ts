@@ -148,14 +148,12 @@ export class RedisBus implements Bus {
     this.#phase = "starting";
     this.#receiver = receiver;
     const url = parseRedisUrl(this.#options.url);
-    let redis: RedisModule;
-    try {
-      redis = (await import("redis")) as unknown as RedisModule;
-      this.#Buffer = (await import("node:buffer")).Buffer as unknown as BufferClass;
-    } catch {
+    const redis = await loadRedis();
+    if (redis === undefined) {
       this.#phase = "closed";
       throw new Error(`Cannot join the cluster: the "redis" package is not installed (npm install redis)`);
     }
+    this.#Buffer = (await import("node:buffer")).Buffer as unknown as BufferClass;
     let deadline: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       deadline = setTimeout(() => reject(new StartTimeout()), START_TIMEOUT);
@@ -368,6 +366,26 @@ export class RedisBus implements Bus {
     }
     this.#publisher = undefined;
     this.#subscriber = undefined;
+  }
+}
+
+/**
+ * The `redis` package: from node_modules (Node, Bun, and Deno beside a
+ * package.json), else as `npm:redis` (Deno without one, as when tlvkit
+ * comes from JSR).
+ */
+async function loadRedis(): Promise<RedisModule | undefined> {
+  try {
+    return (await import("redis")) as unknown as RedisModule;
+  } catch {
+    // not in node_modules
+  }
+  // A specifier in a variable: type checkers and bundlers leave it alone, and only Deno knows the scheme.
+  const npmSpecifier = "npm:redis@^6.4.0";
+  try {
+    return (await import(npmSpecifier)) as RedisModule;
+  } catch {
+    return undefined;
   }
 }
 
