@@ -67,8 +67,11 @@ async function stopRedis(server: Redis): Promise<void> {
   await within(server.child.exited, 5000, "redis-server to exit");
 }
 
-/** Subscribers Redis counts on `channel` (PUBSUB NUMSUB, over a connection of its own). */
-function numsub(port: number, channel: string): Promise<number> {
+/**
+ * Send one command to Redis over a connection of its own and resolve with the
+ * raw reply once it ends with `ending` (ASCII arguments only).
+ */
+function command(port: number, args: string[], ending: RegExp): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = tcpConnect(port, HOST);
     let reply = "";
@@ -76,14 +79,19 @@ function numsub(port: number, channel: string): Promise<number> {
     socket.on("error", reject);
     socket.on("data", (chunk: string) => {
       reply += chunk;
-      const match = /:(\d+)\r\n$/.exec(reply);
-      if (match) {
+      if (ending.test(reply)) {
         socket.destroy();
-        resolve(Number(match[1]));
+        resolve(reply);
       }
     });
-    socket.write(`*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n$${channel.length}\r\n${channel}\r\n`);
+    socket.write(`*${args.length}\r\n${args.map((arg) => `$${arg.length}\r\n${arg}\r\n`).join("")}`);
   });
+}
+
+/** Subscribers Redis counts on `channel` (PUBSUB NUMSUB). */
+async function numsub(port: number, channel: string): Promise<number> {
+  const reply = await command(port, ["PUBSUB", "NUMSUB", channel], /:\d+\r\n$/);
+  return Number(/:(\d+)\r\n$/.exec(reply)![1]);
 }
 
 /** A logger that keeps its lines. */
@@ -238,6 +246,40 @@ describe("cluster over Redis", { skip: NO_REDIS }, () => {
       assert.ok(again.cluster.number > a.cluster.number, "a new number for every start");
     } finally {
       for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
+      await stopRedis(r);
+    }
+  });
+
+  it("refuses a start once node numbers reach 2^21, claiming no name", async () => {
+    const r = await redis();
+    try {
+      assert.equal(await command(r.port, ["SET", "tlvkit:node-seq", String(2 ** 21 - 2)], /\r\n$/), "+OK\r\n");
+      const last = await node(r.url, "last");
+      assert.equal(last.cluster.number, 2 ** 21 - 1);
+      await assert.rejects(node(r.url, "over"), {
+        message: `Cannot join the cluster at ${r.url}: node number 2097152 from "tlvkit:node-seq" is not below 2097152 (reset that key while no node runs)`,
+      });
+      assert.equal(await command(r.port, ["EXISTS", "tlvkit:name:over"], /\r\n$/), ":0\r\n");
+    } finally {
+      for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
+      await stopRedis(r);
+    }
+  });
+
+  it("lets a RedisBus be closed before, after and twice after its start without throwing", async () => {
+    const r = await redis();
+    try {
+      const { RedisBus } = await import("../src/cluster/redis_bus.ts");
+      await new RedisBus({ url: r.url, node: "never", prefix: "tlvkit" }).close();
+      const bus = new RedisBus({ url: r.url, node: "once", prefix: "tlvkit" });
+      const identity = await bus.start({ message: () => {}, state: () => {} });
+      assert.equal(identity.node, "once");
+      assert.equal(await command(r.port, ["GET", "tlvkit:name:once"], /\r\n[^$]*\r\n$|\$-1\r\n$/), `$${String(identity.number).length}\r\n${identity.number}\r\n`);
+      await Promise.all([bus.close(), bus.close()]);
+      await bus.close();
+      assert.equal(bus.publish({ kind: "leave", origin: identity.number, node: "once" }), false, "closed: nothing sent");
+      assert.equal(await command(r.port, ["EXISTS", "tlvkit:name:once"], /\r\n$/), ":0\r\n", "the name is free again");
+    } finally {
       await stopRedis(r);
     }
   });

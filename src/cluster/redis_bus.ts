@@ -145,9 +145,9 @@ export class RedisBus implements Bus {
    */
   async start(receiver: BusReceiver): Promise<BusIdentity> {
     if (this.#phase !== "new") throw new Error("Cannot join the cluster: this bus was started already");
+    const url = parseRedisUrl(this.#options.url);
     this.#phase = "starting";
     this.#receiver = receiver;
-    const url = parseRedisUrl(this.#options.url);
     const redis = await loadRedis();
     if (redis === undefined) {
       this.#phase = "closed";
@@ -175,15 +175,18 @@ export class RedisBus implements Bus {
     return { node: this.#options.node, number: this.#number };
   }
 
+  /** On `<prefix>:topic:<topic>` for a `publish`, else on `<prefix>:all`; `false` at once while down. */
   publish(message: BusMessage): boolean {
     const channel = message.kind === "publish" ? this.#topicChannel(message.topic) : this.#channelAll;
     return this.#send(channel, message);
   }
 
+  /** On `<prefix>:node:<target>`; `false` at once while down. */
   sendTo(target: number, message: BusMessage): boolean {
     return this.#send(this.#nodeChannel(target), message);
   }
 
+  /** Subscribe to `<prefix>:topic:<topic>`, now or when the subscriber connects. */
   join(topic: string): void {
     this.#topics.add(topic);
     this.#leftOffline.delete(topic);
@@ -191,6 +194,7 @@ export class RedisBus implements Bus {
     this.#subscriber?.subscribe(this.#topicChannel(topic), this.#listener, true).catch(() => {});
   }
 
+  /** Unsubscribe from `<prefix>:topic:<topic>`, now or when the subscriber reconnects. */
   leave(topic: string): void {
     this.#topics.delete(topic);
     const subscriber = this.#subscriber;
@@ -221,12 +225,15 @@ export class RedisBus implements Bus {
     publisher.on("error", (error) => this.#lost(error));
     publisher.on("ready", () => this.#ready());
     await publisher.connect();
+    this.#stillStarting();
     const number = Number(await publisher.sendCommand(["INCR", `${this.#options.prefix}:node-seq`]));
     if (!Number.isSafeInteger(number) || number < 1 || number >= MAX_NODE_NUMBER) {
       throw new Error(`node number ${number} from "${this.#options.prefix}:node-seq" is not below ${MAX_NODE_NUMBER} (reset that key while no node runs)`);
     }
+    this.#stillStarting();
     this.#number = number;
     const claimed = await publisher.sendCommand(["SET", this.#nameKey, String(number), "NX", "PX", String(NAME_TTL)]);
+    this.#stillStarting();
     if (claimed === null) {
       this.#number = 0;
       throw new NameInUseError();
@@ -236,7 +243,13 @@ export class RedisBus implements Bus {
     subscriber.on("error", (error) => this.#lost(error));
     subscriber.on("ready", () => this.#ready());
     await subscriber.connect();
+    this.#stillStarting();
     await subscriber.subscribe(this.#channels(), this.#listener, true);
+  }
+
+  /** Stop a start that timed out: what it would open next would outlive `#abandon`. */
+  #stillStarting(): void {
+    if (this.#phase !== "starting") throw new StartTimeout();
   }
 
   /** The pause before reconnection attempt `retries`; `false` (fail, do not retry) before the start ends. */
