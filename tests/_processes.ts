@@ -66,12 +66,14 @@ export interface StartOptions {
   cwd?: string;
   /** The whole environment. @default this process's */
   env?: NodeJS.ProcessEnv;
+  /** `pipe`: the test writes the child's standard input (`child.process.stdin`). @default "ignore" */
+  stdin?: "ignore" | "pipe";
 }
 
 /** Start `command` with its output collected. Remember to `stopAll()` in an `after`. */
 export function start(command: string[], options: StartOptions = {}): Child {
   const [file, ...args] = command;
-  const spawnOptions: SpawnOptions = { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] };
+  const spawnOptions: SpawnOptions = { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, stdio: [options.stdin ?? "ignore", "pipe", "pipe"] };
   const child = options.shell
     ? spawn("/bin/sh", ["-c", command.join(" ")], spawnOptions)
     : spawn(file!, args, spawnOptions);

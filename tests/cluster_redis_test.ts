@@ -1,25 +1,17 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { connect as tcpConnect, createServer } from "node:net";
-import { delimiter, join } from "node:path";
-import process from "node:process";
+import { connect as tcpConnect } from "node:net";
 import { after, describe, it } from "node:test";
 import { type Client, connect, createLogger, type Frame, type Logger, serve, type Server } from "../mod.ts";
 import { detectRuntime } from "../src/transport/detect.ts";
 import type { RuntimeName } from "../src/transport/types.ts";
 import { until, within } from "./_async.ts";
 import { type Child, runtimeCommand, start, stopAll } from "./_processes.ts";
+import { freePort, NO_REDIS, redis, stopRedis } from "./_redis_server.ts";
 
 const HOST = "127.0.0.1";
 const RUNTIME = detectRuntime();
 const text = new TextDecoder();
 
-function onPath(command: string): boolean {
-  return (process.env.PATH ?? "").split(delimiter).some((dir) => dir !== "" && existsSync(join(dir, command)));
-}
-
-/** Why the suite is skipped (`false`: it runs). */
-const NO_REDIS = onPath("redis-server") ? false : "redis-server is not installed (apt-get install redis-server)";
 if (NO_REDIS) console.log(`redis cluster: skipped: ${NO_REDIS}`);
 /** The three-runtime cluster is one check: it runs once per `npm test`, in the Node run. */
 const CROSS_RUNTIME_SKIP = NO_REDIS || (RUNTIME === "node" ? false : "the node/deno/bun cluster runs once per npm test, in the Node run");
@@ -32,40 +24,6 @@ after(async () => {
   await Promise.all(servers.map((server) => server.close({ drainTimeout: 100 })));
   await stopAll();
 });
-
-/** A port that was free a moment ago. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, HOST, () => {
-      const address = probe.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-interface Redis {
-  child: Child;
-  port: number;
-  url: string;
-}
-
-/** Start a redis-server of the test's own on `port` (a free one by default). */
-async function redis(options: { port?: number; password?: string } = {}): Promise<Redis> {
-  const port = options.port ?? await freePort();
-  const args = ["redis-server", "--port", String(port), "--bind", HOST, "--save", "", "--appendonly", "no"];
-  if (options.password !== undefined) args.push("--requirepass", options.password);
-  const child = start(args);
-  await child.waitFor(/Ready to accept connections/, 10_000);
-  return { child, port, url: `redis://${HOST}:${port}` };
-}
-
-async function stopRedis(server: Redis): Promise<void> {
-  server.child.kill("SIGKILL");
-  await within(server.child.exited, 5000, "redis-server to exit");
-}
 
 /**
  * Send one command to Redis over a connection of its own and resolve with the

@@ -18,7 +18,7 @@ after(async () => {
 
 describe(`serve --workers 2 --pubsub on ${RUNTIME}`, () => {
   it("reaches the sessions of both workers: PUSH across workers, BROADCAST once to each, PUBLISH to the other's subscribers", async () => {
-    const child = start([...CLI, "serve", "--port", "0", "--workers", "2", "--pubsub"]);
+    const child = start([...CLI, "serve", "--port", "0", "--workers", "2", "--pubsub", "--stats-interval", "3600"]);
     const peers: PubSubPeer[] = [];
     try {
       const match = await child.waitFor(/^listening on 127\.0\.0\.1:(\d+)$/m, 60_000);
@@ -65,6 +65,12 @@ describe(`serve --workers 2 --pubsub on ${RUNTIME}`, () => {
     const { code } = await within(child.exited, 20_000, "the supervisor to exit");
     assert.equal(code, 0, child.stderr);
     assert.doesNotMatch(child.stderr, /ERROR|internal error/);
+    // Each worker's last stats line counts its bus: the sender's worker published, the other delivered.
+    const busLines = [...child.stderr.matchAll(/stats .* bus-published=(\d+) bus-delivered=(\d+) bus-dropped=(\d+)$/gm)];
+    assert.equal(busLines.length, 2, child.stderr);
+    assert.ok(busLines.some((line) => Number(line[1]) >= 3), `a worker published the push, broadcast and publish: ${child.stderr}`);
+    assert.ok(busLines.some((line) => Number(line[2]) >= 3), `a worker delivered them: ${child.stderr}`);
+    assert.ok(busLines.every((line) => line[3] === "0"), "nothing dropped");
   });
 });
 

@@ -221,7 +221,8 @@ export async function startServer(config: ServeConfig, logger: Logger, reusePort
   pubsubApp?.attach(server);
   const address = formatHostPort(server.address.host, server.address.port);
   let stopped: Promise<number> | undefined;
-  const logStats = (): void => logger.info(formatStats(server.stats()));
+  const clustered = server.cluster.number !== 0;
+  const logStats = (): void => logger.info(formatStats(server.stats(), clustered));
   const statsTimer = config.statsInterval > 0 ? setInterval(logStats, config.statsInterval) : undefined;
   logger.info(
     `tlvkit ${VERSION} on ${detectRuntime()}: serving on ${address} (max body ${layout.maxBody}, ` +
@@ -265,12 +266,17 @@ function clusterOf(config: ServeConfig, workerBus: Bus | undefined): { cluster?:
  * a log shipper: `stats open=2 opened=5 queued=0 frames-in=40 frames-out=40
  * bytes-in=1200 bytes-out=1200 closes=peer-closed:3 aborted=0 accept-errors=0`.
  *
+ * In a cluster (`--cluster`, or a worker of `--workers N`) the bus's
+ * counters follow: `bus-published=`, `bus-delivered=`, `bus-dropped=`.
+ *
  * @param stats The server's counters.
+ * @param clustered The server is a node of a cluster.
  * @returns The line, without a newline.
  */
-export function formatStats(stats: ServerStats): string {
+export function formatStats(stats: ServerStats, clustered = false): string {
   const closes = Object.entries(stats.closes).filter(([, count]) => count > 0).map(([reason, count]) => `${reason}:${count}`);
+  const bus = clustered ? ` bus-published=${stats.bus.published} bus-delivered=${stats.bus.delivered} bus-dropped=${stats.bus.dropped}` : "";
   return `stats open=${stats.openSessions} opened=${stats.sessionsOpened} queued=${stats.queuedBytes} ` +
     `frames-in=${stats.framesIn} frames-out=${stats.framesOut} bytes-in=${stats.bytesIn} bytes-out=${stats.bytesOut} ` +
-    `closes=${closes.length > 0 ? closes.join(",") : "none"} aborted=${stats.connectionsAborted} accept-errors=${stats.acceptErrors}`;
+    `closes=${closes.length > 0 ? closes.join(",") : "none"} aborted=${stats.connectionsAborted} accept-errors=${stats.acceptErrors}${bus}`;
 }
