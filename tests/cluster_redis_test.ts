@@ -5,7 +5,7 @@ import { type Client, connect, createLogger, type Frame, type Logger, serve, typ
 import { detectRuntime } from "../src/transport/detect.ts";
 import type { RuntimeName } from "../src/transport/types.ts";
 import { until, within } from "./_async.ts";
-import { type Child, runtimeCommand, start, stopAll } from "./_processes.ts";
+import { runtimeCommand, start, stopAll } from "./_processes.ts";
 import { freePort, NO_REDIS, redis, stopRedis } from "./_redis_server.ts";
 
 const HOST = "127.0.0.1";
