@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { connect as tcpConnect } from "node:net";
 import { after, describe, it } from "node:test";
-import { type Client, connect, createLogger, type Frame, type Logger, serve, type Server } from "../mod.ts";
+import { type Client, type CloseReason, connect, createLogger, type Frame, type Logger, serve, type Server, type ServerOptions } from "../mod.ts";
+import type { Connection } from "../src/transport/types.ts";
 import { detectRuntime } from "../src/transport/detect.ts";
 import type { RuntimeName } from "../src/transport/types.ts";
 import { until, within } from "./_async.ts";
 import { runtimeCommand, start, stopAll } from "./_processes.ts";
 import { freePort, NO_REDIS, redis, stopRedis } from "./_redis_server.ts";
+import { SLOW_READER_LIMITS, slowReaderOnAnotherNode } from "./_slow_reader.ts";
 
 const HOST = "127.0.0.1";
 const RUNTIME = detectRuntime();
@@ -18,9 +20,11 @@ const CROSS_RUNTIME_SKIP = NO_REDIS || (RUNTIME === "node" ? false : "the node/d
 
 const servers: Server[] = [];
 const clients: Client[] = [];
+const raws: Connection[] = [];
 
 after(async () => {
   for (const client of clients) client.abort();
+  for (const raw of raws) raw.abort();
   await Promise.all(servers.map((server) => server.close({ drainTimeout: 100 })));
   await stopAll();
 });
@@ -58,8 +62,8 @@ function keptLog(): { logger: Logger; lines: string[] } {
   return { logger: createLogger("info", (line) => lines.push(line)), lines };
 }
 
-async function node(url: string, name: string, logger: Logger = keptLog().logger): Promise<Server> {
-  const server = await serve({ host: HOST, port: 0, cluster: { redis: url, node: name, heartbeatInterval: 100 }, logger });
+async function node(url: string, name: string, logger: Logger = keptLog().logger, options: ServerOptions = {}): Promise<Server> {
+  const server = await serve({ host: HOST, port: 0, cluster: { redis: url, node: name, heartbeatInterval: 100 }, logger, ...options });
   servers.push(server);
   // id 1: subscribe to the topic named by the body; any other id: echo.
   server.handle(1, (request) => {
@@ -133,6 +137,22 @@ describe("cluster over Redis", { skip: NO_REDIS }, () => {
       assert.equal(after.dropped - before.dropped, 0);
       // b gets the 200 publishes and both broadcasts; c, which subscribed to nothing, the broadcasts only.
       await until(() => b!.stats().bus.delivered === 202 && c!.stats().bus.delivered === 2, 5000, "delivered counters");
+    } finally {
+      for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
+      await stopRedis(r);
+    }
+  });
+
+  it("closes a slow reader on another node as a slow consumer, and keeps serving the others", async () => {
+    const r = await redis();
+    try {
+      const closes: CloseReason[] = [];
+      const a = await node(r.url, "a");
+      const b = await node(r.url, "b", keptLog().logger, { ...SLOW_READER_LIMITS, onSessionClose: (_s, reason) => closes.push(reason) });
+      await joined([a, b]);
+      const reader = await inbox(b);
+      await until(() => b.sessions.size === 1, 5000, "the reader's session");
+      await slowReaderOnAnotherNode(a, b, { inbox: reader.frames }, closes, raws);
     } finally {
       for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
       await stopRedis(r);

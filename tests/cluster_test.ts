@@ -4,7 +4,7 @@ import { type Client, type CloseReason, connect, type Frame, serve, type Server,
 import type { Connection } from "../src/transport/types.ts";
 import { until, within } from "./_async.ts";
 import { MemoryHub } from "./_memory_hub.ts";
-import { rawPeer } from "./_raw_peer.ts";
+import { SLOW_READER_LIMITS, slowReaderOnAnotherNode } from "./_slow_reader.ts";
 import { FakeConnection } from "./_fake_connection.ts";
 import { FrameLayout } from "../mod.ts";
 import { CLIENT_ROLE, type ResolvedSessionOptions, resolveSessionOptions, type SessionOwner, TransportSession } from "../src/session.ts";
@@ -169,28 +169,9 @@ describe("a cluster of servers on one bus", () => {
     const hub = new MemoryHub();
     const a = await node(hub, "a");
     const closes: CloseReason[] = [];
-    const b = await node(hub, "b", {
-      highWaterMark: 16 * 1024,
-      hardLimit: 64 * 1024,
-      onSessionClose: (_session: Session, reason: CloseReason) => closes.push(reason),
-    });
+    const b = await node(hub, "b", { ...SLOW_READER_LIMITS, onSessionClose: (_session: Session, reason: CloseReason) => closes.push(reason) });
     await allSee([a, b], 2);
-    const reader = await member(b);
-    const stalled = await rawPeer(b.address.port);
-    raws.push(stalled.conn);
-    stalled.conn.pause();
-    await until(() => b.sessions.size === 2, 5000, "both sessions on b");
-    const body = "x".repeat(60 * 1024);
-    // Enough to fill the socket buffers and pass the hard limit (at most 60 MB), a few at a time.
-    for (let i = 0; i < 1000 && closes.length === 0; i++) {
-      a.broadcast(4, body);
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
-    await until(() => closes.includes("slow-consumer"), 10_000, "slow consumer closed");
-    const before = reader.inbox.length;
-    assert.ok(before > 0);
-    a.broadcast(4, "after");
-    await until(() => reader.inbox.at(-1) === "4:after", 10_000, "reader still served");
+    await slowReaderOnAnotherNode(a, b, await member(b), closes, raws);
   });
 });
 
