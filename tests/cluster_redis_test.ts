@@ -7,7 +7,7 @@ import { detectRuntime } from "../src/transport/detect.ts";
 import type { RuntimeName } from "../src/transport/types.ts";
 import { until, within } from "./_async.ts";
 import { runtimeCommand, start, stopAll } from "./_processes.ts";
-import { freePort, NO_REDIS, redis, stopRedis } from "./_redis_server.ts";
+import { freePort, NO_REDIS, type Redis, redis, stopRedis } from "./_redis_server.ts";
 import { SLOW_READER_LIMITS, slowReaderOnAnotherNode } from "./_slow_reader.ts";
 
 const HOST = "127.0.0.1";
@@ -97,6 +97,17 @@ async function joined(nodes: Server[], count = nodes.length): Promise<void> {
   await until(() => nodes.every((server) => server.cluster.nodes().length === count), 10_000, `${count} nodes seen by each`);
 }
 
+/** Run `test` against a redis-server of its own; close its nodes and that server after, even when it fails. */
+async function withRedis(test: (r: Redis) => Promise<void>, options: { password?: string } = {}): Promise<void> {
+  const r = await redis(options);
+  try {
+    await test(r);
+  } finally {
+    for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
+    await stopRedis(r);
+  }
+}
+
 /** Close `server` and forget it. */
 async function closeNode(server: Server): Promise<void> {
   servers.splice(servers.indexOf(server), 1);
@@ -111,8 +122,7 @@ function sessionOf(server: Server): number {
 
 describe("cluster over Redis", { skip: NO_REDIS }, () => {
   it("delivers a broadcast once to every session of every node, and a publish in order to subscribers on other nodes only", async () => {
-    const r = await redis();
-    try {
+    await withRedis(async (r) => {
       const [a, b, c] = [await node(r.url, "a"), await node(r.url, "b"), await node(r.url, "c")];
       await joined([a!, b!, c!]);
       const inboxes = [await inbox(a!), await inbox(a!), await inbox(b!), await inbox(b!), await inbox(c!)];
@@ -137,15 +147,11 @@ describe("cluster over Redis", { skip: NO_REDIS }, () => {
       assert.equal(after.dropped - before.dropped, 0);
       // b gets the 200 publishes and both broadcasts; c, which subscribed to nothing, the broadcasts only.
       await until(() => b!.stats().bus.delivered === 202 && c!.stats().bus.delivered === 2, 5000, "delivered counters");
-    } finally {
-      for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
-      await stopRedis(r);
-    }
+    });
   });
 
   it("closes a slow reader on another node as a slow consumer, and keeps serving the others", async () => {
-    const r = await redis();
-    try {
+    await withRedis(async (r) => {
       const closes: CloseReason[] = [];
       const a = await node(r.url, "a");
       const b = await node(r.url, "b", keptLog().logger, { ...SLOW_READER_LIMITS, onSessionClose: (_s, reason) => closes.push(reason) });
@@ -153,15 +159,11 @@ describe("cluster over Redis", { skip: NO_REDIS }, () => {
       const reader = await inbox(b);
       await until(() => b.sessions.size === 1, 5000, "the reader's session");
       await slowReaderOnAnotherNode(a, b, { inbox: reader.frames }, closes, raws);
-    } finally {
-      for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
-      await stopRedis(r);
-    }
+    });
   });
 
   it("stops sending a node a topic's publishes once its last subscriber there left", async () => {
-    const r = await redis();
-    try {
+    await withRedis(async (r) => {
       const a = await node(r.url, "a");
       const b = await node(r.url, "b");
       await joined([a, b]);
@@ -179,15 +181,11 @@ describe("cluster over Redis", { skip: NO_REDIS }, () => {
       await until(() => onB.frames.includes("10:end"), 5000, "the end marker");
       assert.deepEqual(onB.frames.filter((f) => f.startsWith("9:")), ["9:one"]);
       assert.equal(b.stats().bus.delivered, delivered + 1, "the broadcast only: Redis no longer sends b the topic");
-    } finally {
-      for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
-      await stopRedis(r);
-    }
+    });
   });
 
   it("pushes to a session on another node, answers false for an unknown one, and lists nodes until they leave", async () => {
-    const r = await redis();
-    try {
+    await withRedis(async (r) => {
       const a = await node(r.url, "a");
       const b = await node(r.url, "b");
       const c = await node(r.url, "c");
@@ -208,29 +206,21 @@ describe("cluster over Redis", { skip: NO_REDIS }, () => {
       // Heartbeats every 100 ms would drop it in 300: a leave is seen much sooner than 3 intervals matter here.
       await until(() => a.cluster.nodes().length === 2 && b.cluster.nodes().length === 2, 1000, "c gone from a and b");
       assert.deepEqual(a.cluster.nodes().map((n) => n.node).sort(), ["a", "b"]);
-    } finally {
-      for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
-      await stopRedis(r);
-    }
+    });
   });
 
   it("refuses a second node under a name in use, and takes it again once that node closed", async () => {
-    const r = await redis();
-    try {
+    await withRedis(async (r) => {
       const a = await node(r.url, "a");
       await assert.rejects(node(r.url, "a"), { message: `Cannot join the cluster: node name "a" is in use by a live node` });
       await closeNode(a);
       const again = await node(r.url, "a");
       assert.ok(again.cluster.number > a.cluster.number, "a new number for every start");
-    } finally {
-      for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
-      await stopRedis(r);
-    }
+    });
   });
 
   it("refuses a start once node numbers reach 2^21, claiming no name", async () => {
-    const r = await redis();
-    try {
+    await withRedis(async (r) => {
       assert.equal(await command(r.port, ["SET", "tlvkit:node-seq", String(2 ** 21 - 2)], /\r\n$/), "+OK\r\n");
       const last = await node(r.url, "last");
       assert.equal(last.cluster.number, 2 ** 21 - 1);
@@ -238,10 +228,7 @@ describe("cluster over Redis", { skip: NO_REDIS }, () => {
         message: `Cannot join the cluster at ${r.url}: node number 2097152 from "tlvkit:node-seq" is not below 2097152 (reset that key while no node runs)`,
       });
       assert.equal(await command(r.port, ["EXISTS", "tlvkit:name:over"], /\r\n$/), ":0\r\n");
-    } finally {
-      for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
-      await stopRedis(r);
-    }
+    });
   });
 
   it("lets a RedisBus be closed before, after and twice after its start without throwing", async () => {
@@ -271,8 +258,7 @@ describe("cluster over Redis", { skip: NO_REDIS }, () => {
     await assert.rejects(serve({ port: 0, cluster: { redis: `redis://${HOST}:${port}`, node: "x" } }), {
       message: `Cannot join the cluster at redis://${HOST}:${port}: connection refused (ECONNREFUSED)`,
     });
-    const r = await redis({ password: "right" });
-    try {
+    await withRedis(async (r) => {
       for (const url of [`redis://:wrong@${HOST}:${r.port}`, `redis://${HOST}:${r.port}`]) {
         const error = await serve({ port: 0, cluster: { redis: url, node: "x" } }).then(() => undefined, (e: Error) => e);
         assert.ok(error instanceof Error, `${url} is refused`);
@@ -282,10 +268,7 @@ describe("cluster over Redis", { skip: NO_REDIS }, () => {
       // The right one joins.
       const ok = await node(`redis://:right@${HOST}:${r.port}`, "x");
       assert.ok(ok.cluster.number > 0);
-    } finally {
-      for (const server of servers.splice(0)) await server.close({ drainTimeout: 100 });
-      await stopRedis(r);
-    }
+    }, { password: "right" });
   });
 
   it("keeps serving each node's own clients while Redis is down, counts drops, and resumes after a restart", async () => {
