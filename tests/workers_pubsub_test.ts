@@ -8,6 +8,7 @@ import { detectRuntime } from "../src/transport/detect.ts";
 import { deferred, sleep, until, within } from "./_async.ts";
 import { runtimeCommand, runToEnd, start, stopAll } from "./_processes.ts";
 import { BROADCAST, PUBLISH, PUSH, type PubSubPeer, pubsubPeer, SUBSCRIBE, WHOAMI } from "./_pubsub_peer.ts";
+import { NO_REDIS, redis, stopRedis } from "./_redis_server.ts";
 
 const RUNTIME = detectRuntime();
 const CLI = runtimeCommand(RUNTIME, "src/cli.ts");
@@ -82,6 +83,38 @@ describe(`serve --workers 2 --cluster on ${RUNTIME}`, () => {
     const lines = result.stderr.trim().split("\n");
     assert.equal(lines.length, 1, `one line: ${result.stderr}`);
     assert.match(lines[0]!, /^tlvkit serve: .*redis:\/\/127\.0\.0\.1:1/);
+  });
+
+  it("joins each worker to the Redis cluster as NAME-wN: WHOAMI names them, a PUSH crosses", { skip: NO_REDIS }, async () => {
+    const r = await redis();
+    const child = start([...CLI, "serve", "--port", "0", "--workers", "2", "--pubsub", "--cluster", r.url, "--node-id", "hub"]);
+    const peers: PubSubPeer[] = [];
+    try {
+      const port = Number((await child.waitFor(/^listening on 127\.0\.0\.1:(\d+)$/m, 60_000))[1]);
+      const first = new Map<string, { peer: PubSubPeer; session: number }>();
+      for (let i = 0; i < 40 && first.size < 2; i++) {
+        const peer = await pubsubPeer(port);
+        peers.push(peer);
+        const { json } = await peer.call(WHOAMI, {});
+        assert.match(json.node, /^hub-w\d+$/);
+        if (!first.has(json.node)) first.set(json.node, { peer, session: json.session });
+      }
+      assert.equal(first.size, 2, `sessions on two workers within ${peers.length} connections`);
+      const [a, b] = [...first.values()] as [{ peer: PubSubPeer; session: number }, { peer: PubSubPeer; session: number }];
+      let pushed = false;
+      for (let i = 0; i < 50 && !pushed; i++) {
+        pushed = (await a.peer.call(PUSH, { session: b.session, id: 5, data: "over redis" })).json.ok === true;
+        if (!pushed) await sleep(100);
+      }
+      assert.ok(pushed, "PUSH to the other worker's session answered ok true");
+      await until(() => b.peer.received(5).length === 1, 10_000, "the push to arrive");
+    } finally {
+      for (const peer of peers) peer.abort();
+      child.kill("SIGTERM");
+    }
+    const { code } = await within(child.exited, 20_000, "the supervisor to exit");
+    assert.equal(code, 0, child.stderr);
+    await stopRedis(r);
   });
 });
 
