@@ -5,8 +5,10 @@
  * `--version`, `--help`, a bad option (one line, exit 2), `serve --port 0`
  * and its `listening on` line, HELLO and echo frames from a raw TCP client,
  * `send` from the binary itself, a second server on the same port (one line,
- * exit 1), SIGTERM with a session open (drained, exit 0), and a storm of
- * connect-and-reset peers (ordinary clients served, then SIGTERM exits 0).
+ * exit 1), SIGTERM with a session open (drained, exit 0), a storm of
+ * connect-and-reset peers (ordinary clients served, then SIGTERM exits 0),
+ * `--workers 2`, and `--cluster` against a `redis-server` of its own (skipped,
+ * saying so, where none is installed).
  *
  * Prints one line per check, one line for each binary skipped and why, then
  * `test-bin: N passed, N failed, N skipped`; exits 1 if any check failed.
@@ -30,11 +32,13 @@ import { join, relative } from "node:path";
 import process from "node:process";
 import { encodeFrame, type Frame } from "../mod.ts";
 import { HELLO_ID } from "../cli.ts";
+import { WHOAMI_ID } from "../src/pubsub_app.ts";
 import { VERSION } from "../src/version.ts";
 import { until, within } from "../tests/_async.ts";
 import { OrdinaryClients } from "../tests/_ordinary_clients.ts";
 import { type Child, runToEnd, runtimeCommand, start, type StartOptions, stopAll } from "../tests/_processes.ts";
 import { type RawPeer, rawPeer } from "../tests/_raw_peer.ts";
+import { NO_REDIS, redis, stopRedis } from "../tests/_redis_server.ts";
 import { type Binary, binaryEnv, chooseBinaries, ROOT } from "./_binaries.ts";
 import { buildBinary } from "./_build_binaries.ts";
 import { scriptArgs } from "./_script_args.ts";
@@ -205,6 +209,32 @@ async function testBinary(binary: Binary, how: StartOptions): Promise<void> {
       assert.equal(served, 2, "both workers reported stopping");
     } finally {
       supervisor.kill("SIGKILL");
+    }
+  });
+  if (NO_REDIS) {
+    tally.skipped++;
+    console.log(`skip  ${binary.name}: serve --cluster: ${NO_REDIS}`);
+    return;
+  }
+  await check(binary, "serve --cluster joins a Redis cluster (the redis package inside the binary): WHOAMI names the node", async () => {
+    const redisServer = await redis();
+    const node = start([bin, "serve", "--port", "0", "--pubsub", "--cluster", redisServer.url, "--node-id", "bin"], how);
+    try {
+      const nodePort = Number((await node.waitFor(LISTENING, 30_000))[1]);
+      const peer = await rawPeer(nodePort);
+      try {
+        peer.conn.write(encodeFrame(WHOAMI_ID, utf8.encode("{}")));
+        const [reply] = await framesOnce(peer, 1);
+        assert.equal(reply!.id, WHOAMI_ID);
+        assert.equal((JSON.parse(text.decode(reply!.body)) as { node: string }).node, "bin");
+      } finally {
+        peer.conn.abort();
+      }
+      node.kill("SIGTERM");
+      assert.equal((await within(node.exited, 15_000, "exit after SIGTERM")).code, 0, node.stderr);
+    } finally {
+      node.kill("SIGKILL");
+      await stopRedis(redisServer);
     }
   });
 }

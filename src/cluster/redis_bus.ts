@@ -21,6 +21,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import type { Bus, BusIdentity, BusMessage, BusReceiver } from "./bus.ts";
 import { decodeBusMessage, encodeBusMessage } from "./bus_codec.ts";
 
@@ -64,9 +65,6 @@ return 1`;
 
 /** The bytes node-redis takes and gives (Node's `Buffer`), as far as this file uses them. */
 type Bytes = Uint8Array;
-interface BufferClass {
-  from(array: ArrayBufferLike, offset: number, length: number): Bytes;
-}
 
 type Listener = (message: Bytes, channel: Bytes) => void;
 
@@ -124,7 +122,6 @@ export class RedisBus implements Bus {
   #receiver: BusReceiver | undefined;
   #publisher: RedisClient | undefined;
   #subscriber: RedisClient | undefined;
-  #Buffer: BufferClass | undefined;
   #number = 0;
   #phase: "new" | "starting" | "started" | "closed" = "new";
   #up = false;
@@ -153,7 +150,6 @@ export class RedisBus implements Bus {
       this.#phase = "closed";
       throw new Error(`Cannot join the cluster: the "redis" package is not installed (npm install redis)`);
     }
-    this.#Buffer = (await import("node:buffer")).Buffer as unknown as BufferClass;
     let deadline: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       deadline = setTimeout(() => reject(new StartTimeout()), START_TIMEOUT);
@@ -277,7 +273,8 @@ export class RedisBus implements Bus {
     const publisher = this.#publisher;
     if (this.#phase !== "started" || publisher === undefined || !publisher.isReady) return false;
     const bytes = encodeBusMessage(message);
-    const buffer = this.#Buffer!.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    // node-redis sends a Buffer as bytes (a Uint8Array would be turned into text).
+    const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     // A publish cut off by a lost connection is lost like those made while down.
     publisher.sendCommand(["PUBLISH", channel, buffer]).catch(() => {});
     return true;
