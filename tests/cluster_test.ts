@@ -165,6 +165,24 @@ describe("a cluster of servers on one bus", () => {
     assert.equal(logs.filter((l) => l.includes("bus connected again")).length, 1, logs.join("\n"));
   });
 
+  it("logs a frame it cannot deliver (a smaller maxBody than the sender's), answers such a push false at once, and serves on", async () => {
+    const hub = new MemoryHub();
+    const warnings: string[] = [];
+    const logger = { error: (l: string) => warnings.push(l), warn: (l: string) => warnings.push(l), info: () => {}, debug: () => {} };
+    const a = await node(hub, "a");
+    const b = await node(hub, "b", { maxBody: 50, logger });
+    await allSee([a, b], 2);
+    const there = await member(b);
+    a.broadcast(3, "x".repeat(100));
+    const started = Date.now();
+    assert.equal(await within(a.push(there.id, 3, "y".repeat(100)), 5000, "push"), false);
+    assert.ok(Date.now() - started < 2000, `answered in ${Date.now() - started} ms, not at the push timeout`);
+    a.broadcast(3, "small");
+    await until(() => there.inbox.length === 1, 5000, "the small broadcast");
+    assert.deepEqual(there.inbox, ["3:small"]);
+    assert.equal(warnings.filter((l) => l.startsWith("cluster: could not deliver")).length, 1, warnings.join("\n"));
+  });
+
   it("closes a slow reader on another node as a slow consumer, and keeps serving the others", async () => {
     const hub = new MemoryHub();
     const a = await node(hub, "a");

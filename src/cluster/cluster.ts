@@ -8,7 +8,7 @@
  */
 
 import type { Clock, TimerHandle } from "../clock.ts";
-import type { Logger } from "../logger.ts";
+import { type Logger, ThrottledLog } from "../logger.ts";
 import { type Bus, type BusIdentity, type BusMessage, LocalBus, nodeOfSession } from "./bus.ts";
 
 /** A live node, as {@link ServerCluster.nodes} lists it. */
@@ -150,6 +150,7 @@ export class Cluster implements ServerCluster {
   #up = true;
   #closed = false;
   readonly #stats: BusStats = { published: 0, delivered: 0, dropped: 0 };
+  readonly #deliveryLog = new ThrottledLog();
 
   /**
    * @param bus The bus to join.
@@ -302,6 +303,19 @@ export class Cluster implements ServerCluster {
 
   #receive(message: BusMessage): void {
     if (this.#closed || message.origin === this.number) return;
+    try {
+      this.#handle(message);
+    } catch (error) {
+      // A frame this node cannot send (its layout holds less than the sender's), or a hook that threw.
+      this.#deliveryLog.log(
+        this.#clock.now(),
+        (line) => this.#logger.warn(line),
+        `cluster: could not deliver a ${message.kind} from node number ${message.origin}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+  }
+
+  #handle(message: BusMessage): void {
     switch (message.kind) {
       case "broadcast":
         this.#stats.delivered++;
@@ -314,8 +328,16 @@ export class Cluster implements ServerCluster {
       case "push": {
         if (message.target !== this.number) return;
         this.#stats.delivered++;
-        const ok = this.#host.deliverPush(message.session, message.id, message.body);
+        let ok = false;
+        let failure: unknown;
+        try {
+          ok = this.#host.deliverPush(message.session, message.id, message.body);
+        } catch (error) {
+          failure = error;
+        }
+        // Answered whatever happened: the pusher need not wait out its timeout.
         this.#bus.sendTo(message.origin, { kind: "pushed", origin: this.number, target: message.origin, request: message.request, ok });
+        if (failure !== undefined) throw failure;
         return;
       }
       case "pushed": {
