@@ -17,6 +17,44 @@ after(async () => {
   await stopAll();
 });
 
+/** A client of a worker, and its session's id. */
+interface Member {
+  peer: PubSubPeer;
+  session: number;
+}
+
+/**
+ * Open clients on `port` (kept in `peers`) until WHOAMI shows sessions on two
+ * workers, each named like `names` (bounded: 40 connections).
+ */
+async function onTwoWorkers(port: number, names: RegExp, peers: PubSubPeer[]): Promise<[Member, Member]> {
+  const first = new Map<string, Member>();
+  for (let i = 0; i < 40 && first.size < 2; i++) {
+    const peer = await pubsubPeer(port);
+    peers.push(peer);
+    const { json } = await peer.call(WHOAMI, {});
+    assert.match(json.node, names);
+    if (!first.has(json.node)) first.set(json.node, { peer, session: json.session });
+  }
+  assert.equal(first.size, 2, `sessions on two workers within ${peers.length} connections`);
+  return [...first.values()] as [Member, Member];
+}
+
+/**
+ * PUSH `data` on id 5 from `from` to `to`'s session until it is answered ok
+ * (the target's worker is known from its first heartbeat, one a second:
+ * bounded, 50 tries), then wait for it to arrive.
+ */
+async function pushUntilAnswered(from: Member, to: Member, data: string): Promise<void> {
+  let pushed = false;
+  for (let i = 0; i < 50 && !pushed; i++) {
+    pushed = (await from.peer.call(PUSH, { session: to.session, id: 5, data })).json.ok === true;
+    if (!pushed) await sleep(100);
+  }
+  assert.ok(pushed, "PUSH to the other worker's session answered ok true");
+  await until(() => to.peer.received(5).length === 1, 10_000, "the push to arrive");
+}
+
 describe(`serve --workers 2 --pubsub on ${RUNTIME}`, () => {
   it("reaches the sessions of both workers: PUSH across workers, BROADCAST once to each, PUBLISH to the other's subscribers", async () => {
     const child = start([...CLI, "serve", "--port", "0", "--workers", "2", "--pubsub", "--stats-interval", "3600"]);
@@ -25,25 +63,8 @@ describe(`serve --workers 2 --pubsub on ${RUNTIME}`, () => {
       const match = await child.waitFor(/^listening on 127\.0\.0\.1:(\d+)$/m, 60_000);
       const port = Number(match[1]);
       // Open clients until both workers hold one (bounded).
-      const first = new Map<string, { peer: PubSubPeer; session: number }>();
-      for (let i = 0; i < 40 && first.size < 2; i++) {
-        const peer = await pubsubPeer(port);
-        peers.push(peer);
-        const { json } = await peer.call(WHOAMI, {});
-        assert.match(json.node, /^worker-\d+$/);
-        if (!first.has(json.node)) first.set(json.node, { peer, session: json.session });
-      }
-      assert.equal(first.size, 2, `sessions on two workers within ${peers.length} connections`);
-      const [a, b] = [...first.values()] as [{ peer: PubSubPeer; session: number }, { peer: PubSubPeer; session: number }];
-
-      // A push needs the target's worker known from a heartbeat (one a second): retry, bounded.
-      let pushed = false;
-      for (let i = 0; i < 50 && !pushed; i++) {
-        pushed = (await a.peer.call(PUSH, { session: b.session, id: 5, data: "psst" })).json.ok === true;
-        if (!pushed) await sleep(100);
-      }
-      assert.ok(pushed, "PUSH to the other worker's session answered ok true");
-      await until(() => b.peer.received(5).length === 1, 10_000, "the push to arrive");
+      const [a, b] = await onTwoWorkers(port, /^worker-\d+$/, peers);
+      await pushUntilAnswered(a, b, "psst");
       assert.deepEqual(b.peer.received(5), ["psst"]);
 
       assert.deepEqual((await a.peer.call(BROADCAST, { id: 9, data: "to all" })).json, { ok: true });
@@ -91,23 +112,8 @@ describe(`serve --workers 2 --cluster on ${RUNTIME}`, () => {
     const peers: PubSubPeer[] = [];
     try {
       const port = Number((await child.waitFor(/^listening on 127\.0\.0\.1:(\d+)$/m, 60_000))[1]);
-      const first = new Map<string, { peer: PubSubPeer; session: number }>();
-      for (let i = 0; i < 40 && first.size < 2; i++) {
-        const peer = await pubsubPeer(port);
-        peers.push(peer);
-        const { json } = await peer.call(WHOAMI, {});
-        assert.match(json.node, /^hub-w\d+$/);
-        if (!first.has(json.node)) first.set(json.node, { peer, session: json.session });
-      }
-      assert.equal(first.size, 2, `sessions on two workers within ${peers.length} connections`);
-      const [a, b] = [...first.values()] as [{ peer: PubSubPeer; session: number }, { peer: PubSubPeer; session: number }];
-      let pushed = false;
-      for (let i = 0; i < 50 && !pushed; i++) {
-        pushed = (await a.peer.call(PUSH, { session: b.session, id: 5, data: "over redis" })).json.ok === true;
-        if (!pushed) await sleep(100);
-      }
-      assert.ok(pushed, "PUSH to the other worker's session answered ok true");
-      await until(() => b.peer.received(5).length === 1, 10_000, "the push to arrive");
+      const [a, b] = await onTwoWorkers(port, /^hub-w\d+$/, peers);
+      await pushUntilAnswered(a, b, "over redis");
     } finally {
       for (const peer of peers) peer.abort();
       child.kill("SIGTERM");
